@@ -1,0 +1,357 @@
+// Package orthanc is a small client for the parts of Orthanc's REST API that
+// segbridge uses: reading series and instances, downloading DICOM files and
+// storing new instances. Transient failures (connection errors, 5xx) are retried
+// here, with capped exponential backoff; 4xx answers are returned at once.
+package orthanc
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/avast/retry-go/v4"
+	"github.com/rs/zerolog"
+)
+
+// Config says how to reach Orthanc.
+type Config struct {
+	// URL is Orthanc's REST base URL, e.g. http://127.0.0.1:8042. Required.
+	URL string
+	// User and Password are sent with HTTP basic authentication when User is set.
+	// They are never logged.
+	User     string
+	Password string
+	// RequestTimeout bounds one HTTP request. Default 60 s.
+	RequestTimeout time.Duration
+	// Attempts is how many times a request is tried in all when it fails with a
+	// connection error or a 5xx answer. Default 5.
+	Attempts uint
+	// RetryDelay is the first backoff delay; it doubles up to MaxRetryDelay.
+	// Defaults 200 ms and 5 s.
+	RetryDelay    time.Duration
+	MaxRetryDelay time.Duration
+	// MaxConnsPerHost caps keep-alive connections to Orthanc. Default 16.
+	MaxConnsPerHost int
+}
+
+func (c Config) withDefaults() Config {
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = 60 * time.Second
+	}
+	if c.Attempts == 0 {
+		c.Attempts = 5
+	}
+	if c.RetryDelay == 0 {
+		c.RetryDelay = 200 * time.Millisecond
+	}
+	if c.MaxRetryDelay == 0 {
+		c.MaxRetryDelay = 5 * time.Second
+	}
+	if c.MaxConnsPerHost == 0 {
+		c.MaxConnsPerHost = 16
+	}
+	return c
+}
+
+// Client talks to one Orthanc server. It is safe for concurrent use.
+type Client struct {
+	base   *url.URL
+	cfg    Config
+	http   *http.Client
+	logger zerolog.Logger
+}
+
+// NewClient returns a client for the Orthanc at cfg.URL.
+func NewClient(logger zerolog.Logger, cfg Config) (*Client, error) {
+	cfg = cfg.withDefaults()
+	if cfg.URL == "" {
+		return nil, errors.New("orthanc: URL is required")
+	}
+	u, err := url.Parse(strings.TrimRight(cfg.URL, "/"))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("orthanc: URL %q is not an http(s) URL", cfg.URL)
+	}
+	if u.User != nil {
+		return nil, errors.New("orthanc: put credentials in ORTHANC_USER and ORTHANC_PASSWORD, not in the URL")
+	}
+	tr := &http.Transport{
+		Proxy:               nil,
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        cfg.MaxConnsPerHost,
+		MaxIdleConnsPerHost: cfg.MaxConnsPerHost,
+		MaxConnsPerHost:     cfg.MaxConnsPerHost,
+		IdleConnTimeout:     90 * time.Second,
+		// Orthanc gzips JSON when asked; DICOM files are already dense, and
+		// decompressing them costs more than the loopback transfer saves.
+		DisableCompression: true,
+	}
+	return &Client{
+		base:   u,
+		cfg:    cfg,
+		http:   &http.Client{Transport: tr, Timeout: cfg.RequestTimeout},
+		logger: logger.With().Str("component", "orthanc").Logger(),
+	}, nil
+}
+
+// URL returns the base URL the client talks to.
+func (c *Client) URL() string { return c.base.String() }
+
+// HTTPError is a non-2xx answer from Orthanc.
+type HTTPError struct {
+	Method, Path string
+	StatusCode   int
+	// Message is Orthanc's own explanation when it gave one.
+	Message string
+}
+
+func (e *HTTPError) Error() string {
+	hint := ""
+	switch e.StatusCode {
+	case http.StatusUnauthorized, http.StatusForbidden:
+		hint = " (check ORTHANC_USER and ORTHANC_PASSWORD)"
+	}
+	msg := ""
+	if e.Message != "" {
+		msg = ": " + e.Message
+	}
+	return fmt.Sprintf("orthanc %s %s returned %d%s%s", e.Method, e.Path, e.StatusCode, msg, hint)
+}
+
+// ErrNotFound is matched (errors.Is) by a 404 answer.
+var ErrNotFound = errors.New("not found in Orthanc")
+
+// Is lets errors.Is(err, ErrNotFound) match a 404.
+func (e *HTTPError) Is(target error) bool {
+	return target == ErrNotFound && e.StatusCode == http.StatusNotFound
+}
+
+// IsTransient reports whether err is worth retrying later: a connection
+// problem or a 5xx answer, not a 4xx.
+func IsTransient(err error) bool {
+	if err == nil {
+		return false
+	}
+	var he *HTTPError
+	if errors.As(err, &he) {
+		return he.StatusCode >= 500
+	}
+	return !errors.Is(err, context.Canceled)
+}
+
+// do sends one request with retries and returns the answer's body.
+func (c *Client) do(ctx context.Context, method, path string, body []byte, header http.Header) ([]byte, error) {
+	var out []byte
+	err := retry.Do(func() error {
+		var rd io.Reader
+		if body != nil {
+			rd = bytes.NewReader(body)
+		}
+		req, err := http.NewRequestWithContext(ctx, method, c.base.String()+path, rd)
+		if err != nil {
+			return retry.Unrecoverable(err)
+		}
+		for k, v := range header {
+			req.Header[k] = v
+		}
+		if c.cfg.User != "" {
+			req.SetBasicAuth(c.cfg.User, c.cfg.Password)
+		}
+		resp, err := c.http.Do(req)
+		if err != nil {
+			if ctx.Err() != nil {
+				return retry.Unrecoverable(ctx.Err())
+			}
+			return err
+		}
+		defer resp.Body.Close()
+		b, err := readBody(resp)
+		if err != nil {
+			return err
+		}
+		if resp.StatusCode/100 != 2 {
+			he := &HTTPError{Method: method, Path: path, StatusCode: resp.StatusCode, Message: orthancMessage(b)}
+			if resp.StatusCode >= 500 {
+				return he
+			}
+			return retry.Unrecoverable(he)
+		}
+		out = b
+		return nil
+	},
+		retry.Context(ctx),
+		retry.Attempts(c.cfg.Attempts),
+		retry.Delay(c.cfg.RetryDelay),
+		retry.MaxDelay(c.cfg.MaxRetryDelay),
+		retry.DelayType(retry.BackOffDelay),
+		retry.LastErrorOnly(true),
+		retry.OnRetry(func(n uint, err error) {
+			c.logger.Debug().Uint("attempt", n+1).Str("path", path).Err(err).Msg("retrying Orthanc request")
+		}),
+	)
+	return out, err
+}
+
+func readBody(resp *http.Response) ([]byte, error) {
+	if resp.ContentLength > 0 {
+		b := make([]byte, resp.ContentLength)
+		_, err := io.ReadFull(resp.Body, b)
+		return b, err
+	}
+	return io.ReadAll(resp.Body)
+}
+
+// orthancMessage pulls the human part out of Orthanc's JSON error body.
+func orthancMessage(b []byte) string {
+	var e struct {
+		Message, Details string
+	}
+	if json.Unmarshal(b, &e) != nil {
+		return ""
+	}
+	if e.Details != "" {
+		return e.Message + " (" + e.Details + ")"
+	}
+	return e.Message
+}
+
+func (c *Client) getJSON(ctx context.Context, path string, v any) error {
+	b, err := c.do(ctx, http.MethodGet, path, nil, http.Header{"Accept": {"application/json"}})
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("decode %s: %w", path, err)
+	}
+	return nil
+}
+
+// System is the answer of GET /system.
+type System struct {
+	Name       string
+	Version    string
+	APIVersion int `json:"ApiVersion"`
+}
+
+// System reads /system; it is also the cheapest reachability check.
+func (c *Client) System(ctx context.Context) (*System, error) {
+	var s System
+	if err := c.getJSON(ctx, "/system", &s); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// Series is the answer of GET /series/{id}.
+type Series struct {
+	ID            string
+	ParentStudy   string
+	Instances     []string
+	IsStable      bool
+	MainDicomTags map[string]string
+}
+
+// Modality returns the series' Modality tag.
+func (s *Series) Modality() string { return s.MainDicomTags["Modality"] }
+
+// ValidID reports whether id has the form of an Orthanc resource id (five
+// groups of eight hexadecimal digits, a SHA-1 split by dashes).
+func ValidID(id string) bool {
+	if len(id) != 44 {
+		return false
+	}
+	for i, r := range id {
+		if i%9 == 8 {
+			if r != '-' {
+				return false
+			}
+			continue
+		}
+		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// Series reads one series. A series Orthanc does not have gives an error
+// matching ErrNotFound.
+func (c *Client) Series(ctx context.Context, id string) (*Series, error) {
+	if !ValidID(id) {
+		return nil, fmt.Errorf("series id %q: %w", id, ErrNotFound)
+	}
+	var s Series
+	if err := c.getJSON(ctx, "/series/"+id, &s); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// Study is the answer of GET /studies/{id}.
+type Study struct {
+	ID            string
+	Series        []string
+	MainDicomTags map[string]string
+}
+
+// Study reads one study.
+func (c *Client) Study(ctx context.Context, id string) (*Study, error) {
+	if !ValidID(id) {
+		return nil, fmt.Errorf("study id %q: %w", id, ErrNotFound)
+	}
+	var s Study
+	if err := c.getJSON(ctx, "/studies/"+id, &s); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// InstanceFile downloads one instance's DICOM file as stored.
+func (c *Client) InstanceFile(ctx context.Context, id string) ([]byte, error) {
+	return c.do(ctx, http.MethodGet, "/instances/"+id+"/file", nil, http.Header{"Accept": {"application/dicom"}})
+}
+
+// Stored is Orthanc's answer to storing an instance.
+type Stored struct {
+	ID            string
+	ParentSeries  string
+	ParentStudy   string
+	ParentPatient string
+	Status        string
+}
+
+// Store uploads one DICOM Part-10 file (POST /instances). Storing the same
+// instance twice is not an error: Orthanc answers AlreadyStored.
+func (c *Client) Store(ctx context.Context, dcm []byte) (*Stored, error) {
+	b, err := c.do(ctx, http.MethodPost, "/instances", dcm, http.Header{"Content-Type": {"application/dicom"}, "Accept": {"application/json"}})
+	if err != nil {
+		return nil, err
+	}
+	var s Stored
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("decode store answer: %w", err)
+	}
+	if s.ID == "" {
+		return nil, fmt.Errorf("orthanc stored the instance but gave no id: %s", b)
+	}
+	return &s, nil
+}
+
+// SetMetadata writes a user metadata entry on a resource (e.g. "series").
+// Orthanc accepts only metadata names declared in its UserMetadata setting.
+func (c *Client) SetMetadata(ctx context.Context, level, id, name, value string) error {
+	_, err := c.do(ctx, http.MethodPut, "/"+level+"/"+id+"/metadata/"+url.PathEscape(name), []byte(value), nil)
+	return err
+}
+
+// ExplorerURL is the Orthanc Explorer page of a series, under base.
+func ExplorerURL(base, seriesID string) string {
+	return strings.TrimRight(base, "/") + "/app/explorer.html#series?uuid=" + seriesID
+}

@@ -1,0 +1,240 @@
+// Package config reads segbridge's settings from the environment (the seed
+// system's variable names where it had one, SEGBRIDGE_* for the rest),
+// fills defaults and validates them, naming the variable at fault.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is every setting of the segbridge binary. Each field documents its
+// environment variable and default.
+type Config struct {
+	// OrthancURL (ORTHANC_URL, default http://127.0.0.1:8042) is Orthanc's REST API.
+	OrthancURL string
+	// OrthancUser and OrthancPassword (ORTHANC_USER, ORTHANC_PASSWORD, or
+	// ORTHANC_PASSWORD_FILE) authenticate to Orthanc. No default.
+	OrthancUser     string
+	OrthancPassword string
+	// OrthancPublicURL (SEGBRIDGE_ORTHANC_PUBLIC_URL, default OrthancURL) is
+	// the base of the Orthanc Explorer links the API returns.
+	OrthancPublicURL string
+
+	// Listen (SEGBRIDGE_LISTEN, default 127.0.0.1:8080) is the HTTP address.
+	Listen string
+	// WebhookToken (SEGBRIDGE_WEBHOOK_TOKEN or SEGBRIDGE_WEBHOOK_TOKEN_FILE)
+	// is the bearer token Orthanc's Lua script sends. Required by serve.
+	WebhookToken string
+	// APIToken (SEGBRIDGE_API_TOKEN or SEGBRIDGE_API_TOKEN_FILE) protects the
+	// manual trigger and status API. Optional on a loopback listener, required
+	// on any other.
+	APIToken string
+	// DataDir (SEGBRIDGE_DATA_DIR, default ./segbridge-data) holds the
+	// embedded queue's files.
+	DataDir string
+
+	// NATSURL (SEGBRIDGE_NATS_URL) selects an external NATS server instead of
+	// the embedded one. NATSToken (SEGBRIDGE_NATS_TOKEN[_FILE]), NATSCreds
+	// (SEGBRIDGE_NATS_CREDS) and NATSNKeySeed (SEGBRIDGE_NATS_NKEY_SEED) are
+	// its credentials. NATSListen (SEGBRIDGE_NATS_LISTEN) opens the embedded
+	// server to remote workers; it needs NATSToken.
+	NATSURL      string
+	NATSToken    string
+	NATSCreds    string
+	NATSNKeySeed string
+	NATSListen   string
+
+	// ModelsDir (SEGBRIDGE_MODELS_DIR) is a folder of model manifests.
+	// ModelPath (MODEL_PATH) is one manifest (.yaml) — the seed's variable.
+	// At least one is needed to run workers.
+	ModelsDir string
+	ModelPath string
+	// Model (SEGBRIDGE_MODEL) names the model used for automatic triggers;
+	// default: the only model found, or an error if there are several.
+	Model string
+	// Device (DEVICE, default cpu) is cpu or cuda.
+	Device string
+	// Threshold (THRESHOLD) overrides a sigmoid model's threshold; 0 = the
+	// manifest's.
+	Threshold float64
+	// ORTLibrary (SEGBRIDGE_ORT_LIB, default .deps/onnxruntime/libonnxruntime.so.1
+	// when present) is the ONNX Runtime shared library.
+	ORTLibrary string
+	// IntraOpThreads (SEGBRIDGE_ORT_THREADS, default 0 = ONNX Runtime's choice).
+	IntraOpThreads int
+
+	// Workers (SEGBRIDGE_WORKERS, default 1 for serve) is the number of
+	// in-process workers; 0 runs a bridge without workers.
+	Workers int
+	// DownloadConcurrency (SEGBRIDGE_DOWNLOAD_CONCURRENCY, default 8) is how
+	// many instances a worker downloads at once.
+	DownloadConcurrency int
+	// AckWait (SEGBRIDGE_ACK_WAIT, default 60s) is a worker's lease on a job.
+	AckWait time.Duration
+	// MaxAttempts (SEGBRIDGE_MAX_ATTEMPTS, default 5) is how often a job is tried.
+	MaxAttempts int
+	// Modalities (SEGBRIDGE_MODALITIES, default MR) are the modalities that
+	// webhook events may queue.
+	Modalities []string
+	// LogLevel (SEGBRIDGE_LOG_LEVEL, default info) and LogFormat
+	// (SEGBRIDGE_LOG_FORMAT: json or console; default console on a terminal).
+	LogLevel  string
+	LogFormat string
+}
+
+// FromEnv reads the configuration from getenv (os.Getenv in main).
+func FromEnv(getenv func(string) string) (*Config, error) {
+	c := &Config{
+		OrthancURL:          or(getenv("ORTHANC_URL"), "http://127.0.0.1:8042"),
+		OrthancUser:         getenv("ORTHANC_USER"),
+		Listen:              or(getenv("SEGBRIDGE_LISTEN"), "127.0.0.1:8080"),
+		DataDir:             or(getenv("SEGBRIDGE_DATA_DIR"), "segbridge-data"),
+		NATSURL:             getenv("SEGBRIDGE_NATS_URL"),
+		NATSCreds:           getenv("SEGBRIDGE_NATS_CREDS"),
+		NATSNKeySeed:        getenv("SEGBRIDGE_NATS_NKEY_SEED"),
+		NATSListen:          getenv("SEGBRIDGE_NATS_LISTEN"),
+		ModelsDir:           getenv("SEGBRIDGE_MODELS_DIR"),
+		ModelPath:           getenv("MODEL_PATH"),
+		Model:               getenv("SEGBRIDGE_MODEL"),
+		Device:              strings.ToLower(or(getenv("DEVICE"), "cpu")),
+		ORTLibrary:          getenv("SEGBRIDGE_ORT_LIB"),
+		LogLevel:            or(getenv("SEGBRIDGE_LOG_LEVEL"), "info"),
+		LogFormat:           getenv("SEGBRIDGE_LOG_FORMAT"),
+		Modalities:          splitList(or(getenv("SEGBRIDGE_MODALITIES"), "MR")),
+		Workers:             1,
+		DownloadConcurrency: 8,
+		AckWait:             60 * time.Second,
+		MaxAttempts:         5,
+	}
+	c.OrthancPublicURL = or(getenv("SEGBRIDGE_ORTHANC_PUBLIC_URL"), c.OrthancURL)
+	var errs []error
+	secret := func(name string, dst *string) {
+		v, err := fromFileOrEnv(getenv, name)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		*dst = v
+	}
+	secret("ORTHANC_PASSWORD", &c.OrthancPassword)
+	secret("SEGBRIDGE_WEBHOOK_TOKEN", &c.WebhookToken)
+	secret("SEGBRIDGE_API_TOKEN", &c.APIToken)
+	secret("SEGBRIDGE_NATS_TOKEN", &c.NATSToken)
+
+	intVar := func(name string, dst *int, min int) {
+		if v := getenv(name); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < min {
+				errs = append(errs, fmt.Errorf("%s: %q is not a whole number >= %d", name, v, min))
+				return
+			}
+			*dst = n
+		}
+	}
+	intVar("SEGBRIDGE_WORKERS", &c.Workers, 0)
+	intVar("SEGBRIDGE_DOWNLOAD_CONCURRENCY", &c.DownloadConcurrency, 1)
+	intVar("SEGBRIDGE_MAX_ATTEMPTS", &c.MaxAttempts, 1)
+	intVar("SEGBRIDGE_ORT_THREADS", &c.IntraOpThreads, 0)
+	if v := getenv("SEGBRIDGE_ACK_WAIT"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < time.Second {
+			errs = append(errs, fmt.Errorf("SEGBRIDGE_ACK_WAIT: %q is not a duration of at least 1s (e.g. 60s)", v))
+		} else {
+			c.AckWait = d
+		}
+	}
+	if v := getenv("THRESHOLD"); v != "" {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || f <= 0 || f >= 1 {
+			errs = append(errs, fmt.Errorf("THRESHOLD: %q is not a number between 0 and 1", v))
+		} else {
+			c.Threshold = f
+		}
+	}
+	if c.Device != "cpu" && c.Device != "cuda" {
+		errs = append(errs, fmt.Errorf("DEVICE: %q is not cpu or cuda", c.Device))
+	}
+	if c.ORTLibrary == "" {
+		if _, err := os.Stat(".deps/onnxruntime/libonnxruntime.so.1"); err == nil {
+			c.ORTLibrary = ".deps/onnxruntime/libonnxruntime.so.1"
+		}
+	}
+	return c, errors.Join(errs...)
+}
+
+// ValidateServe checks what `segbridge serve` needs: a webhook token, and an
+// API token unless the listener is loopback only.
+func (c *Config) ValidateServe() error {
+	var errs []error
+	if c.WebhookToken == "" {
+		errs = append(errs, errors.New("SEGBRIDGE_WEBHOOK_TOKEN is required (the Lua script sends it; make one with: openssl rand -hex 32)"))
+	} else if len(c.WebhookToken) < 16 {
+		errs = append(errs, errors.New("SEGBRIDGE_WEBHOOK_TOKEN is too short: use at least 16 characters"))
+	}
+	loop, err := IsLoopback(c.Listen)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("SEGBRIDGE_LISTEN: %w", err))
+	} else if !loop && c.APIToken == "" {
+		errs = append(errs, fmt.Errorf("SEGBRIDGE_LISTEN %q is not loopback: set SEGBRIDGE_API_TOKEN so the API is not open to the network", c.Listen))
+	}
+	return errors.Join(errs...)
+}
+
+// ValidateWorker checks what running workers needs.
+func (c *Config) ValidateWorker() error {
+	var errs []error
+	if c.ModelsDir == "" && c.ModelPath == "" {
+		errs = append(errs, errors.New("set SEGBRIDGE_MODELS_DIR (a folder of model manifests) or MODEL_PATH (one manifest)"))
+	}
+	if c.ORTLibrary == "" {
+		errs = append(errs, errors.New("SEGBRIDGE_ORT_LIB is not set and .deps/onnxruntime/libonnxruntime.so.1 is absent: run make deps"))
+	}
+	return errors.Join(errs...)
+}
+
+// IsLoopback reports whether a host:port listens on loopback only.
+func IsLoopback(addr string) (bool, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false, fmt.Errorf("%q is not host:port", addr)
+	}
+	if host == "localhost" {
+		return true, nil
+	}
+	ip := net.ParseIP(host)
+	if ip == nil {
+		return false, nil
+	}
+	return ip.IsLoopback(), nil
+}
+
+func fromFileOrEnv(getenv func(string) string, name string) (string, error) {
+	if f := getenv(name + "_FILE"); f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return "", fmt.Errorf("%s_FILE: %w", name, err)
+		}
+		return strings.TrimSpace(string(b)), nil
+	}
+	return getenv(name), nil
+}
+
+func or(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' }) {
+		out = append(out, strings.ToUpper(p))
+	}
+	return out
+}

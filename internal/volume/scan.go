@@ -1,0 +1,269 @@
+package volume
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/suyashkumar/dicom/pkg/tag"
+	"github.com/suyashkumar/dicom/pkg/uid"
+)
+
+// Why a pre-scan: suyashkumar/dicom allocates each value's buffer from the
+// value length written in the file before it reads the value, so a corrupt or
+// hostile 1 KiB file can make it allocate 4 GiB. checkStructure walks the
+// element structure the same way the library will, without allocating, and
+// rejects any length that runs past the bytes of its enclosing container, so
+// that everything the library later allocates is bounded by len(data).
+
+// maxNesting bounds how deeply sequences may nest; real objects stay below 10.
+const maxNesting = 32
+
+// isLongVL reports whether an explicit VR has two reserved bytes and a 32-bit
+// length, exactly as suyashkumar/dicom v1.1.0 reads them (it treats OV, SV and
+// UV as short, so this walker does too: the point is to agree with the parser
+// that follows).
+func isLongVL(vr string) bool {
+	switch vr {
+	case "OB", "OD", "OF", "OL", "OW", "SQ", "UN", "UC", "UR", "UT":
+		return true
+	}
+	return false
+}
+
+// isKnownVR reports whether vr is one of the value representations of PS3.5 6.2.
+func isKnownVR(vr string) bool {
+	switch vr {
+	case "AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO", "LT", "OB", "OD",
+		"OF", "OL", "OV", "OW", "PN", "SH", "SL", "SQ", "SS", "ST", "SV", "TM", "UC", "UI",
+		"UL", "UN", "UR", "US", "UT", "UV":
+		return true
+	}
+	return false
+}
+
+const undefinedLength = 0xffffffff
+
+var errTruncated = errors.New("element runs past the end of its container")
+
+// walker walks a DICOM byte stream element by element.
+type walker struct {
+	b        []byte
+	bo       binary.ByteOrder
+	implicit bool
+}
+
+// checkStructure validates the Part-10 framing and element lengths of data and
+// returns the transfer syntax UID from its file meta information.
+func checkStructure(data []byte) (string, error) {
+	if len(data) < 132 || string(data[128:132]) != "DICM" {
+		return "", errors.New("not a DICOM Part-10 file (no DICM prefix at byte 128)")
+	}
+	pos := 132
+	// (0002,0000) UL, explicit little endian: tag(4) VR(2) VL(2) value(4).
+	if len(data) < pos+12 || binary.LittleEndian.Uint16(data[pos:]) != 0x0002 ||
+		binary.LittleEndian.Uint16(data[pos+2:]) != 0x0000 || string(data[pos+4:pos+6]) != "UL" ||
+		binary.LittleEndian.Uint16(data[pos+6:]) != 4 {
+		return "", errors.New("file meta information does not start with its group length (0002,0000)")
+	}
+	metaLen := int64(binary.LittleEndian.Uint32(data[pos+8:]))
+	pos += 12
+	if metaLen > int64(len(data)-pos) {
+		return "", fmt.Errorf("file meta information group length %d runs past the end of the file", metaLen)
+	}
+	metaEnd := pos + int(metaLen)
+	meta := walker{b: data, bo: binary.LittleEndian}
+	var ts string
+	for pos < metaEnd {
+		next, t, err := meta.element(pos, metaEnd, 0)
+		if err != nil {
+			return "", fmt.Errorf("file meta information: %w", err)
+		}
+		if t == tag.TransferSyntaxUID {
+			vr := string(data[pos+4 : pos+6])
+			if vr != "UI" {
+				return "", fmt.Errorf("file meta information: TransferSyntaxUID has VR %q, want UI", vr)
+			}
+			ts = strings.TrimRight(string(data[pos+8:next]), " \x00")
+		}
+		pos = next
+	}
+	if ts == "" {
+		return "", errors.New("file meta information has no TransferSyntaxUID")
+	}
+	bo, implicit, err := nativeTransferSyntax(ts)
+	if err != nil {
+		return ts, err
+	}
+	w := walker{b: data, bo: bo, implicit: implicit}
+	for pos < len(data) {
+		next, _, err := w.element(pos, len(data), 0)
+		if err != nil {
+			return ts, fmt.Errorf("dataset at byte %d: %w", pos, err)
+		}
+		pos = next
+	}
+	return ts, nil
+}
+
+// element checks the element that starts at pos and must end by end, and
+// returns the position after it and its tag.
+func (w *walker) element(pos, end, depth int) (int, tag.Tag, error) {
+	if depth > maxNesting {
+		return 0, tag.Tag{}, fmt.Errorf("sequences nested deeper than %d levels", maxNesting)
+	}
+	if end-pos < 8 {
+		return 0, tag.Tag{}, errTruncated
+	}
+	t := tag.Tag{Group: w.bo.Uint16(w.b[pos:]), Element: w.bo.Uint16(w.b[pos+2:])}
+	pos += 4
+	implicit := w.implicit || t == tag.Item // items are always implicit (PS3.5 7.5)
+	var vr string
+	var vl uint32
+	if implicit {
+		vr = tag.UnknownVR
+		if info, err := tag.Find(t); err == nil {
+			vr = info.VRs[0]
+			if t == tag.PixelData || t == tag.OverlayData {
+				vr = "OW"
+			}
+		}
+		vl = w.bo.Uint32(w.b[pos:])
+		pos += 4
+	} else {
+		vr = string(w.b[pos : pos+2])
+		pos += 2
+		isDelimiter := t == tag.ItemDelimitationItem || t == tag.SequenceDelimitationItem
+		if !isKnownVR(vr) && !(isDelimiter && vr == "\x00\x00") {
+			return 0, t, fmt.Errorf("element %v has invalid VR %q", t, vr)
+		}
+		if isLongVL(vr) {
+			if end-pos < 6 {
+				return 0, t, errTruncated
+			}
+			vl = w.bo.Uint32(w.b[pos+2:])
+			pos += 6
+			if vl == undefinedLength && (vr == "UC" || vr == "UR" || vr == "UT") {
+				return 0, t, fmt.Errorf("element %v: VR %s may not have undefined length", t, vr)
+			}
+		} else {
+			vl = uint32(w.bo.Uint16(w.b[pos:]))
+			pos += 2
+			if vl == 0xffff {
+				vl = undefinedLength
+			}
+		}
+	}
+
+	switch kind := tag.GetVRKind(t, vr); {
+	case kind == tag.VRItem:
+		next, err := w.item(pos, end, vl, depth+1)
+		return next, t, err
+	case kind == tag.VRSequence || (kind == tag.VRUnknown && vl == undefinedLength):
+		next, err := w.sequence(pos, end, vl, depth+1)
+		return next, t, err
+	case vl == undefinedLength && t == tag.PixelData:
+		return 0, t, errEncapsulated
+	case vl == undefinedLength:
+		return 0, t, fmt.Errorf("element %v (VR %s) has undefined length", t, vr)
+	case int64(vl) > int64(end-pos):
+		return 0, t, fmt.Errorf("element %v: value length %d runs past the end of its container (%d bytes left)", t, vl, end-pos)
+	}
+	return pos + int(vl), t, nil
+}
+
+// errEncapsulated marks encapsulated (compressed) pixel data in a transfer
+// syntax that should hold native pixels.
+var errEncapsulated = errors.New("pixel data is encapsulated although the transfer syntax is uncompressed")
+
+func (w *walker) sequence(pos, end int, vl uint32, depth int) (int, error) {
+	if vl == undefinedLength {
+		for {
+			next, t, err := w.element(pos, end, depth)
+			if err != nil {
+				return 0, err
+			}
+			pos = next
+			if t == tag.SequenceDelimitationItem {
+				return pos, nil
+			}
+			if t != tag.Item {
+				return 0, fmt.Errorf("sequence holds %v where an item belongs", t)
+			}
+		}
+	}
+	if int64(vl) > int64(end-pos) {
+		return 0, fmt.Errorf("sequence length %d runs past the end of its container", vl)
+	}
+	end = pos + int(vl)
+	for pos < end {
+		next, t, err := w.element(pos, end, depth)
+		if err != nil {
+			return 0, err
+		}
+		if t != tag.Item {
+			return 0, fmt.Errorf("sequence holds %v where an item belongs", t)
+		}
+		pos = next
+	}
+	return pos, nil
+}
+
+func (w *walker) item(pos, end int, vl uint32, depth int) (int, error) {
+	if vl == undefinedLength {
+		for {
+			next, t, err := w.element(pos, end, depth)
+			if err != nil {
+				return 0, err
+			}
+			pos = next
+			if t == tag.ItemDelimitationItem {
+				return pos, nil
+			}
+		}
+	}
+	if int64(vl) > int64(end-pos) {
+		return 0, fmt.Errorf("item length %d runs past the end of its container", vl)
+	}
+	end = pos + int(vl)
+	for pos < end {
+		next, _, err := w.element(pos, end, depth)
+		if err != nil {
+			return 0, err
+		}
+		pos = next
+	}
+	return pos, nil
+}
+
+// Transfer syntaxes whose pixel data this package decodes itself.
+const (
+	tsImplicitLE = "1.2.840.10008.1.2"
+	tsExplicitLE = "1.2.840.10008.1.2.1"
+	tsExplicitBE = "1.2.840.10008.1.2.2"
+	tsDeflatedLE = "1.2.840.10008.1.2.1.99"
+)
+
+// nativeTransferSyntax returns how a transfer syntax this package can read is
+// encoded, and a message naming it otherwise.
+func nativeTransferSyntax(ts string) (binary.ByteOrder, bool, error) {
+	switch ts {
+	case tsImplicitLE:
+		return binary.LittleEndian, true, nil
+	case tsExplicitLE:
+		return binary.LittleEndian, false, nil
+	case tsExplicitBE:
+		return binary.BigEndian, false, nil
+	}
+	return nil, false, fmt.Errorf("series is stored with transfer syntax %s (%s); Orthanc could not transcode it: "+
+		"segbridge decodes only uncompressed pixel data (Implicit or Explicit VR Little Endian)",
+		ts, transferSyntaxName(ts))
+}
+
+func transferSyntaxName(ts string) string {
+	if info, err := uid.Lookup(ts); err == nil {
+		return info.Name
+	}
+	return "unknown transfer syntax"
+}

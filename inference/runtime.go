@@ -1,0 +1,339 @@
+// Package inference is the worker side of segbridge: it runs segmentation
+// models with ONNX Runtime and (in worker.go) the job pipeline around them.
+// It is the only package that imports onnxruntime_go, so nothing else needs
+// the ONNX Runtime library.
+package inference
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	ort "github.com/yalue/onnxruntime_go"
+
+	"github.com/segbridge/segbridge/internal/model"
+)
+
+// Execution devices.
+const (
+	DeviceCPU  = "cpu"
+	DeviceCUDA = "cuda"
+)
+
+// RuntimeConfig configures a Runtime.
+type RuntimeConfig struct {
+	// LibraryPath is the ONNX Runtime shared library (libonnxruntime.so.1).
+	// Required. Every Runtime in a process must use the same library.
+	LibraryPath string
+	// Device is "cpu" (the default) or "cuda". With "cuda" the CUDA execution
+	// provider is tried and, where it cannot be used, the Runtime falls back to
+	// the CPU and logs why; Device() says which is in use.
+	Device string
+	// IntraOpThreads is the number of threads one inference uses; 0 (the
+	// default) lets ONNX Runtime choose (one per physical core).
+	IntraOpThreads int
+}
+
+func (c *RuntimeConfig) withDefaults() RuntimeConfig {
+	out := *c
+	if out.Device == "" {
+		out.Device = DeviceCPU
+	}
+	out.Device = strings.ToLower(strings.TrimSpace(out.Device))
+	return out
+}
+
+func (c *RuntimeConfig) validate() error {
+	var errs []error
+	if c.LibraryPath == "" {
+		errs = append(errs, errors.New("library_path: required"))
+	} else if fi, err := os.Stat(c.LibraryPath); err != nil {
+		errs = append(errs, fmt.Errorf("library_path: %w", err))
+	} else if fi.IsDir() {
+		errs = append(errs, fmt.Errorf("library_path: %s is a folder, want libonnxruntime.so.1", c.LibraryPath))
+	}
+	if c.Device != DeviceCPU && c.Device != DeviceCUDA {
+		errs = append(errs, fmt.Errorf("device: %q is not one of cpu, cuda", c.Device))
+	}
+	if c.IntraOpThreads < 0 {
+		errs = append(errs, fmt.Errorf("intra_op_threads: %d is negative", c.IntraOpThreads))
+	}
+	return errors.Join(errs...)
+}
+
+// ortEnv reference-counts ONNX Runtime's environment. onnxruntime_go keeps the
+// environment and the shared-library path in its own package-level variables
+// (one per process; a second InitializeEnvironment fails and
+// DestroyEnvironment pulls it from under every session), so the guard has to
+// be process-wide too: this is the package's only mutable package-level state,
+// forced by the library. The first Runtime initialises the environment, the
+// last Close destroys it.
+var ortEnv struct {
+	mu   sync.Mutex
+	refs int
+	lib  string
+}
+
+func acquireEnv(lib string) error {
+	ortEnv.mu.Lock()
+	defer ortEnv.mu.Unlock()
+	if ortEnv.refs > 0 {
+		if lib != ortEnv.lib {
+			return fmt.Errorf("ONNX Runtime is already loaded from %s in this process; cannot also load %s", ortEnv.lib, lib)
+		}
+		ortEnv.refs++
+		return nil
+	}
+	if ort.IsInitialized() {
+		return errors.New("ONNX Runtime was initialised outside package inference")
+	}
+	ort.SetSharedLibraryPath(lib)
+	if err := ort.InitializeEnvironment(ort.WithLogLevelError()); err != nil {
+		return fmt.Errorf("initialise ONNX Runtime from %s: %w", lib, err)
+	}
+	ortEnv.refs, ortEnv.lib = 1, lib
+	return nil
+}
+
+func releaseEnv() error {
+	ortEnv.mu.Lock()
+	defer ortEnv.mu.Unlock()
+	if ortEnv.refs == 0 {
+		return nil
+	}
+	ortEnv.refs--
+	if ortEnv.refs > 0 {
+		return nil
+	}
+	ortEnv.lib = ""
+	if err := ort.DestroyEnvironment(); err != nil {
+		return fmt.Errorf("destroy ONNX Runtime environment: %w", err)
+	}
+	return nil
+}
+
+// Runtime runs models with ONNX Runtime. It keeps one session per model
+// file, version and input/output names, created on first use. It is safe for
+// concurrent use; ONNX Runtime runs one session from several goroutines.
+type Runtime struct {
+	logger zerolog.Logger
+	cfg    RuntimeConfig
+
+	// life is held for reading by every Segment and for writing by Close, so
+	// that Close waits for running inferences before it frees their sessions.
+	life   sync.RWMutex
+	closed bool
+
+	mu       sync.Mutex // guards device and sessions
+	device   string
+	sessions map[sessionKey]*session
+}
+
+type sessionKey struct {
+	onnxPath, version, input, output string
+}
+
+type session struct {
+	s *ort.DynamicAdvancedSession
+}
+
+// NewRuntime loads the ONNX Runtime library (once per process) and decides on
+// the execution device.
+func NewRuntime(logger zerolog.Logger, cfg RuntimeConfig) (*Runtime, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("runtime config: %w", err)
+	}
+	if err := acquireEnv(cfg.LibraryPath); err != nil {
+		return nil, err
+	}
+	r := &Runtime{
+		logger:   logger.With().Str("component", "runtime").Logger(),
+		cfg:      cfg,
+		device:   DeviceCPU,
+		sessions: map[sessionKey]*session{},
+	}
+	if cfg.Device == DeviceCUDA {
+		if err := r.probeCUDA(); err != nil {
+			r.logger.Warn().Err(err).Msg("CUDA execution provider unavailable; running on the CPU")
+		} else {
+			r.device = DeviceCUDA
+		}
+	}
+	r.logger.Info().Str("device", r.device).Str("ort_version", ort.GetVersion()).
+		Str("library", cfg.LibraryPath).Msg("ONNX Runtime ready")
+	return r, nil
+}
+
+// probeCUDA checks that the library can append the CUDA provider at all; a
+// library built without it fails here. A GPU that fails later, when a session
+// is created, is handled in newSession.
+func (r *Runtime) probeCUDA() error {
+	opts, err := r.sessionOptions(true)
+	if err != nil {
+		return err
+	}
+	return opts.Destroy()
+}
+
+// Device returns the execution device in use, "cpu" or "cuda". It can change
+// from "cuda" to "cpu" once, when a session cannot be created on the GPU.
+func (r *Runtime) Device() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.device
+}
+
+// Close waits for running inferences, frees the sessions and releases the
+// ONNX Runtime environment. It is safe to call twice.
+func (r *Runtime) Close() error {
+	r.life.Lock()
+	defer r.life.Unlock()
+	if r.closed {
+		return nil
+	}
+	r.closed = true
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var errs []error
+	for k, s := range r.sessions {
+		if err := s.s.Destroy(); err != nil {
+			errs = append(errs, fmt.Errorf("destroy session %s: %w", k.onnxPath, err))
+		}
+		delete(r.sessions, k)
+	}
+	if err := releaseEnv(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func (r *Runtime) sessionOptions(cuda bool) (*ort.SessionOptions, error) {
+	opts, err := ort.NewSessionOptions()
+	if err != nil {
+		return nil, fmt.Errorf("session options: %w", err)
+	}
+	if r.cfg.IntraOpThreads > 0 {
+		if err := opts.SetIntraOpNumThreads(r.cfg.IntraOpThreads); err != nil {
+			opts.Destroy()
+			return nil, fmt.Errorf("set intra-op threads: %w", err)
+		}
+	}
+	if cuda {
+		cudaOpts, err := ort.NewCUDAProviderOptions()
+		if err != nil {
+			opts.Destroy()
+			return nil, fmt.Errorf("CUDA provider options: %w", err)
+		}
+		defer cudaOpts.Destroy()
+		if err := opts.AppendExecutionProviderCUDA(cudaOpts); err != nil {
+			opts.Destroy()
+			return nil, fmt.Errorf("append CUDA execution provider: %w", err)
+		}
+	}
+	return opts, nil
+}
+
+// session returns the cached session for m, creating it on first use. The
+// caller holds r.life for reading.
+func (r *Runtime) session(m *model.Model) (*session, error) {
+	key := sessionKey{m.ONNXPath, m.Version, m.Input.Name, m.Output.Name}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if s, ok := r.sessions[key]; ok {
+		return s, nil
+	}
+	if err := checkModelIO(m); err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	s, err := r.newSession(m, r.device == DeviceCUDA)
+	if err != nil && r.device == DeviceCUDA {
+		r.logger.Warn().Err(err).Str("model", m.Name).
+			Msg("cannot create a session on the GPU; falling back to the CPU for this and later models")
+		r.device = DeviceCPU
+		s, err = r.newSession(m, false)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("model %s: load %s: %w", m.Name, m.ONNXPath, err)
+	}
+	r.logger.Info().Str("model", m.Name).Str("version", m.Version).Str("device", r.device).
+		Dur("load", time.Since(start)).Msg("model loaded")
+	r.sessions[key] = s
+	return s, nil
+}
+
+func (r *Runtime) newSession(m *model.Model, cuda bool) (*session, error) {
+	opts, err := r.sessionOptions(cuda)
+	if err != nil {
+		return nil, err
+	}
+	defer opts.Destroy()
+	s, err := ort.NewDynamicAdvancedSession(m.ONNXPath, []string{m.Input.Name}, []string{m.Output.Name}, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &session{s: s}, nil
+}
+
+// checkModelIO compares the graph's declared inputs and outputs with the
+// manifest, so that a model that does not fit fails with a reason before any
+// data is fed to it.
+func checkModelIO(m *model.Model) error {
+	ins, outs, err := ort.GetInputOutputInfo(m.ONNXPath)
+	if err != nil {
+		return fmt.Errorf("model %s: read %s: %w", m.Name, m.ONNXPath, err)
+	}
+	mismatch := func(format string, args ...any) error {
+		return fmt.Errorf("model %s: %s: %w", m.Name, fmt.Sprintf(format, args...), ErrModelMismatch)
+	}
+	if len(ins) != 1 || ins[0].Name != m.Input.Name {
+		return mismatch("the manifest's input %q must be the graph's only input, but the graph has inputs %s", m.Input.Name, ioNames(ins))
+	}
+	if err := checkTensorInfo(ins[0], "input"); err != nil {
+		return mismatch("%v", err)
+	}
+	if d := ins[0].Dimensions; d[1] > 0 && d[1] != 1 {
+		return mismatch("input %q has %d channels, but volume mode feeds 1", ins[0].Name, d[1])
+	}
+	for _, o := range outs {
+		if o.Name == m.Output.Name {
+			if err := checkTensorInfo(o, "output"); err != nil {
+				return mismatch("%v", err)
+			}
+			return nil
+		}
+	}
+	return mismatch("the graph has no output %q (it has %s)", m.Output.Name, ioNames(outs))
+}
+
+func checkTensorInfo(info ort.InputOutputInfo, what string) error {
+	if info.OrtValueType != ort.ONNXTypeTensor {
+		return fmt.Errorf("%s %q is a %s, want a tensor", what, info.Name, info.OrtValueType)
+	}
+	if info.DataType != ort.TensorElementDataTypeFloat {
+		return fmt.Errorf("%s %q has element type %s, want float32", what, info.Name, info.DataType)
+	}
+	if len(info.Dimensions) != 5 {
+		return fmt.Errorf("%s %q has shape %v, want 5 dimensions [1, C, D, H, W]", what, info.Name, info.Dimensions)
+	}
+	if b := info.Dimensions[0]; b > 1 {
+		return fmt.Errorf("%s %q has batch size %d, want 1", what, info.Name, b)
+	}
+	return nil
+}
+
+func ioNames(infos []ort.InputOutputInfo) string {
+	if len(infos) == 0 {
+		return "none"
+	}
+	names := make([]string, len(infos))
+	for i, in := range infos {
+		names[i] = fmt.Sprintf("%q", in.Name)
+	}
+	return strings.Join(names, ", ")
+}

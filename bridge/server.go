@@ -1,0 +1,290 @@
+// Package bridge is segbridge's HTTP service: it takes Orthanc's stable-series
+// webhook and manual triggers, queues jobs, and answers status questions. It
+// is the only package that knows about HTTP routing (labstack/echo).
+package bridge
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	"github.com/rs/zerolog"
+
+	"github.com/segbridge/segbridge/internal/orthanc"
+	"github.com/segbridge/segbridge/internal/queue"
+)
+
+// jobQueue is what the bridge needs of the queue.
+type jobQueue interface {
+	Enqueue(ctx context.Context, job queue.Job, force bool) (*queue.Status, bool, error)
+	Status(ctx context.Context, id string) (*queue.Status, error)
+	SeriesStatus(ctx context.Context, seriesID string) ([]*queue.Status, error)
+	List(ctx context.Context, state queue.State, limit int) ([]*queue.Status, error)
+	Cancel(ctx context.Context, id string) (*queue.Status, error)
+	Ready(ctx context.Context) error
+}
+
+// seriesReader is what the bridge needs of Orthanc. The webhook handler never
+// calls it: Orthanc's REST API is blocked while its Lua script waits on us.
+type seriesReader interface {
+	Series(ctx context.Context, id string) (*orthanc.Series, error)
+	System(ctx context.Context) (*orthanc.System, error)
+}
+
+var (
+	_ jobQueue     = (*queue.Queue)(nil)
+	_ seriesReader = (*orthanc.Client)(nil)
+)
+
+// Model is a model the bridge can queue jobs for.
+type Model struct {
+	Name    string
+	Version string
+	// Modalities the model applies to; empty = any.
+	Modalities []string
+}
+
+func (m Model) applies(modality string) bool {
+	if len(m.Modalities) == 0 {
+		return true
+	}
+	for _, x := range m.Modalities {
+		if strings.EqualFold(x, modality) {
+			return true
+		}
+	}
+	return false
+}
+
+// Config configures the bridge.
+type Config struct {
+	// Listen is the HTTP address. Default 127.0.0.1:8080.
+	Listen string
+	// WebhookToken is the bearer token of POST /v1/events/orthanc. Required.
+	WebhookToken string
+	// APIToken, when set, is required as a bearer token on the /v1 API.
+	APIToken string
+	// Models are the models jobs may name; DefaultModel is used when a
+	// trigger names none. Required.
+	Models       []Model
+	DefaultModel string
+	// Modalities are those a webhook event may queue. Default MR.
+	Modalities []string
+	// OrthancPublicURL is the base of the Orthanc Explorer links in answers.
+	OrthancPublicURL string
+	// BodyLimit caps request bodies. Default "1M".
+	BodyLimit string
+}
+
+// Server is the bridge's HTTP server.
+type Server struct {
+	cfg     Config
+	logger  zerolog.Logger
+	queue   jobQueue
+	orthanc seriesReader
+	echo    *echo.Echo
+	models  map[string]Model
+
+	mu       sync.Mutex
+	listener net.Listener
+	done     chan error
+}
+
+// New builds the bridge's HTTP server.
+func New(logger zerolog.Logger, q jobQueue, o seriesReader, cfg Config) (*Server, error) {
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:8080"
+	}
+	if cfg.BodyLimit == "" {
+		cfg.BodyLimit = "1M"
+	}
+	if len(cfg.Modalities) == 0 {
+		cfg.Modalities = []string{"MR"}
+	}
+	if cfg.WebhookToken == "" {
+		return nil, errors.New("bridge: WebhookToken is required")
+	}
+	if len(cfg.Models) == 0 {
+		return nil, errors.New("bridge: no models configured")
+	}
+	s := &Server{
+		cfg:     cfg,
+		logger:  logger.With().Str("component", "bridge").Logger(),
+		queue:   q,
+		orthanc: o,
+		models:  map[string]Model{},
+	}
+	for _, m := range cfg.Models {
+		s.models[m.Name] = m
+	}
+	if cfg.DefaultModel == "" {
+		if len(cfg.Models) != 1 {
+			return nil, errors.New("bridge: several models are configured: name the default one (SEGBRIDGE_MODEL)")
+		}
+		s.cfg.DefaultModel = cfg.Models[0].Name
+	}
+	if _, ok := s.models[s.cfg.DefaultModel]; !ok {
+		return nil, fmt.Errorf("bridge: default model %q is not among the configured models", s.cfg.DefaultModel)
+	}
+	s.echo = s.routes()
+	return s, nil
+}
+
+// Handler returns the HTTP handler (for tests and embedding).
+func (s *Server) Handler() http.Handler { return s.echo }
+
+// Start listens and serves in the background; it returns once listening.
+func (s *Server) Start(ctx context.Context) error {
+	l, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("bridge: listen %s: %w", s.cfg.Listen, err)
+	}
+	done := make(chan error, 1)
+	s.mu.Lock()
+	s.listener = l
+	s.done = done
+	s.mu.Unlock()
+	s.echo.Listener = l
+	go func() {
+		err := s.echo.Start("")
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		done <- err
+	}()
+	s.logger.Info().Str("addr", l.Addr().String()).Msg("bridge listening")
+	return nil
+}
+
+// Addr is the address the server listens on (after Start).
+func (s *Server) Addr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.listener == nil {
+		return ""
+	}
+	return s.listener.Addr().String()
+}
+
+// Stop stops accepting requests and waits for those in flight. Safe to call twice.
+func (s *Server) Stop(ctx context.Context) error {
+	s.mu.Lock()
+	done := s.done
+	s.done = nil
+	s.mu.Unlock()
+	if done == nil {
+		return nil
+	}
+	if err := s.echo.Shutdown(ctx); err != nil {
+		return fmt.Errorf("bridge: shutdown: %w", err)
+	}
+	return <-done
+}
+
+func (s *Server) routes() *echo.Echo {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = s.errorHandler
+	e.Use(middleware.Recover())
+	e.Use(middleware.BodyLimit(s.cfg.BodyLimit))
+	e.Use(s.logRequests)
+
+	e.GET("/healthz", s.healthz)
+	e.GET("/readyz", s.readyz)
+	e.POST("/v1/events/orthanc", s.webhook, s.requireToken(func() string { return s.cfg.WebhookToken }))
+
+	api := e.Group("/v1", s.requireToken(func() string { return s.cfg.APIToken }))
+	api.POST("/series/:id/segment", s.trigger)
+	api.GET("/series/:id", s.seriesStatus)
+	api.GET("/jobs", s.listJobs)
+	api.GET("/jobs/:id", s.getJob)
+	api.DELETE("/jobs/:id", s.cancelJob)
+	return e
+}
+
+// apiError is the JSON body of every error answer.
+type apiError struct {
+	Error string `json:"error"`
+}
+
+func (s *Server) errorHandler(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	code := http.StatusInternalServerError
+	msg := "internal error"
+	var he *echo.HTTPError
+	if errors.As(err, &he) {
+		code = he.Code
+		msg = fmt.Sprint(he.Message)
+		if code == http.StatusRequestEntityTooLarge {
+			msg = "request body too large (limit " + s.cfg.BodyLimit + ")"
+		}
+	} else {
+		s.logger.Error().Err(err).Str("path", c.Path()).Msg("request failed")
+	}
+	_ = c.JSON(code, apiError{Error: msg})
+}
+
+func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		err := next(c)
+		if err != nil {
+			c.Error(err)
+		}
+		s.logger.Debug().Str("method", c.Request().Method).Str("path", c.Request().URL.Path).
+			Int("status", c.Response().Status).Dur("took", time.Since(start)).Msg("request")
+		return nil
+	}
+}
+
+// requireToken checks a bearer token in constant time. An empty expected
+// token means the route is open (only allowed on a loopback listener; the
+// configuration checks that before we get here).
+func (s *Server) requireToken(expected func() string) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			want := expected()
+			if want == "" {
+				return next(c)
+			}
+			got, ok := strings.CutPrefix(c.Request().Header.Get(echo.HeaderAuthorization), "Bearer ")
+			if !ok || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(want)) != 1 {
+				c.Response().Header().Set("WWW-Authenticate", `Bearer realm="segbridge"`)
+				return echo.NewHTTPError(http.StatusUnauthorized, "missing or wrong bearer token")
+			}
+			return next(c)
+		}
+	}
+}
+
+func (s *Server) healthz(c echo.Context) error {
+	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) readyz(c echo.Context) error {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), 3*time.Second)
+	defer cancel()
+	checks := map[string]string{"queue": "ok", "orthanc": "ok"}
+	ready := true
+	if err := s.queue.Ready(ctx); err != nil {
+		checks["queue"], ready = err.Error(), false
+	}
+	if _, err := s.orthanc.System(ctx); err != nil {
+		checks["orthanc"], ready = err.Error(), false
+	}
+	code := http.StatusOK
+	if !ready {
+		code = http.StatusServiceUnavailable
+	}
+	return c.JSON(code, map[string]any{"ready": ready, "checks": checks})
+}

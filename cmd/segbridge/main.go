@@ -1,0 +1,101 @@
+// Command segbridge segments the MR series of an Orthanc PACS with ONNX models
+// and stores the results in Orthanc as DICOM SEG series.
+//
+//	segbridge serve     bridge + embedded queue + in-process workers
+//	segbridge worker    a worker on another machine, connecting out to NATS
+//	segbridge segment   one series from a folder to a SEG file, offline
+//	segbridge models    list and check model manifests
+//	segbridge version
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/term"
+
+	"github.com/segbridge/segbridge/internal/config"
+)
+
+// Version is set at build time with -ldflags "-X main.Version=...".
+var Version = "dev"
+
+const usage = `segbridge — AI segmentation for Orthanc, written back as DICOM SEG
+
+Usage:
+  segbridge serve                      run the bridge, the embedded queue and workers
+  segbridge worker                     run workers against a remote queue (SEGBRIDGE_NATS_URL)
+  segbridge segment DIR -o seg.dcm     segment one series from a folder, no Orthanc needed
+  segbridge models                     list and check the model manifests
+  segbridge version                    print the version
+
+Configuration is read from the environment; see README.md.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "segbridge:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errors.New("no command given")
+	}
+	cmd, args := args[0], args[1:]
+	switch cmd {
+	case "version", "--version", "-v":
+		fmt.Fprintln(stdout, "segbridge", Version)
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	cfg, err := config.FromEnv(getenv)
+	if err != nil {
+		return fmt.Errorf("configuration:\n%w", err)
+	}
+	logger := newLogger(cfg, stderr)
+	switch cmd {
+	case "serve":
+		return serve(ctx, logger, cfg)
+	case "worker":
+		return workerCmd(ctx, logger, cfg)
+	case "segment":
+		return segmentCmd(ctx, logger, cfg, args, stdout, stderr)
+	case "models":
+		return modelsCmd(cfg, args, stdout)
+	default:
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("unknown command %q", cmd)
+	}
+}
+
+func newLogger(cfg *config.Config, w io.Writer) zerolog.Logger {
+	level, err := zerolog.ParseLevel(strings.ToLower(cfg.LogLevel))
+	if err != nil || cfg.LogLevel == "" {
+		level = zerolog.InfoLevel
+	}
+	format := cfg.LogFormat
+	if format == "" {
+		format = "json"
+		if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+			format = "console"
+		}
+	}
+	if format == "console" {
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: "15:04:05.000"}
+	}
+	return zerolog.New(w).Level(level).With().Timestamp().Logger()
+}

@@ -1,0 +1,177 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/segbridge/segbridge/bridge"
+	"github.com/segbridge/segbridge/inference"
+	"github.com/segbridge/segbridge/internal/config"
+	"github.com/segbridge/segbridge/internal/model"
+	"github.com/segbridge/segbridge/internal/orthanc"
+	"github.com/segbridge/segbridge/internal/queue"
+)
+
+// serve runs the bridge, the embedded (or external) queue and in-process workers.
+func serve(ctx context.Context, logger zerolog.Logger, cfg *config.Config) error {
+	if err := cfg.ValidateServe(); err != nil {
+		return err
+	}
+	models, err := loadModels(cfg)
+	if err != nil {
+		return err
+	}
+	oc, err := newOrthanc(logger, cfg)
+	if err != nil {
+		return err
+	}
+	q, err := queue.Open(ctx, logger, queueConfig(cfg))
+	if err != nil {
+		return err
+	}
+	defer q.Close()
+	if u := q.ClientURL(); u != "" {
+		logger.Info().Str("url", u).Msg("queue open to remote workers")
+	}
+
+	var bmodels []bridge.Model
+	for _, m := range models {
+		bmodels = append(bmodels, bridge.Model{Name: m.Name, Version: m.Version, Modalities: m.AppliesTo.Modalities})
+	}
+	srv, err := bridge.New(logger, q, oc, bridge.Config{
+		Listen:           cfg.Listen,
+		WebhookToken:     cfg.WebhookToken,
+		APIToken:         cfg.APIToken,
+		Models:           bmodels,
+		DefaultModel:     cfg.Model,
+		Modalities:       cfg.Modalities,
+		OrthancPublicURL: cfg.OrthancPublicURL,
+	})
+	if err != nil {
+		return err
+	}
+	if cfg.APIToken == "" {
+		logger.Warn().Msg("SEGBRIDGE_API_TOKEN is not set: the /v1 API is open to anyone on this machine (loopback only)")
+	}
+
+	var w *inference.Worker
+	var rt *inference.Runtime
+	if cfg.Workers > 0 {
+		if err := cfg.ValidateWorker(); err != nil {
+			return err
+		}
+		rt, err = inference.NewRuntime(logger, runtimeConfig(cfg))
+		if err != nil {
+			return err
+		}
+		defer rt.Close()
+		w, err = inference.NewWorker(logger, q, oc, rt, models, workerConfig(cfg))
+		if err != nil {
+			return err
+		}
+	}
+
+	if err := srv.Start(ctx); err != nil {
+		return err
+	}
+	if w != nil {
+		if err := w.Start(ctx); err != nil {
+			return err
+		}
+	}
+	logger.Info().Str("listen", srv.Addr()).Str("orthanc", oc.URL()).Int("workers", cfg.Workers).Msg("segbridge serving")
+	<-ctx.Done()
+	logger.Info().Msg("shutting down")
+
+	stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var errs []error
+	if err := srv.Stop(stopCtx); err != nil {
+		errs = append(errs, err)
+	}
+	if w != nil {
+		if err := w.Stop(stopCtx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func newOrthanc(logger zerolog.Logger, cfg *config.Config) (*orthanc.Client, error) {
+	return orthanc.NewClient(logger, orthanc.Config{
+		URL:             cfg.OrthancURL,
+		User:            cfg.OrthancUser,
+		Password:        cfg.OrthancPassword,
+		MaxConnsPerHost: max(16, cfg.DownloadConcurrency*cfg.Workers),
+	})
+}
+
+func queueConfig(cfg *config.Config) queue.Config {
+	return queue.Config{
+		URL:          cfg.NATSURL,
+		Token:        cfg.NATSToken,
+		CredsFile:    cfg.NATSCreds,
+		NKeySeedFile: cfg.NATSNKeySeed,
+		DataDir:      cfg.DataDir,
+		Listen:       cfg.NATSListen,
+		AckWait:      cfg.AckWait,
+		MaxDeliver:   cfg.MaxAttempts,
+	}
+}
+
+func runtimeConfig(cfg *config.Config) inference.RuntimeConfig {
+	return inference.RuntimeConfig{
+		LibraryPath:    cfg.ORTLibrary,
+		Device:         cfg.Device,
+		IntraOpThreads: cfg.IntraOpThreads,
+	}
+}
+
+func workerConfig(cfg *config.Config) inference.WorkerConfig {
+	return inference.WorkerConfig{
+		Concurrency:         cfg.Workers,
+		DownloadConcurrency: cfg.DownloadConcurrency,
+		AckWait:             cfg.AckWait,
+	}
+}
+
+// loadModels reads the manifests named by the configuration and applies the
+// THRESHOLD override to sigmoid models.
+func loadModels(cfg *config.Config) ([]*model.Model, error) {
+	var models []*model.Model
+	if cfg.ModelsDir != "" {
+		ms, err := model.LoadDir(cfg.ModelsDir)
+		if err != nil {
+			return nil, fmt.Errorf("load models: %w", err)
+		}
+		models = append(models, ms...)
+	}
+	if cfg.ModelPath != "" {
+		m, err := model.Load(cfg.ModelPath)
+		if err != nil {
+			return nil, fmt.Errorf("load model: %w", err)
+		}
+		for _, x := range models {
+			if x.Name == m.Name {
+				return nil, fmt.Errorf("MODEL_PATH %s: model %q is also in SEGBRIDGE_MODELS_DIR", cfg.ModelPath, m.Name)
+			}
+		}
+		models = append(models, m)
+	}
+	if len(models) == 0 {
+		return nil, errors.New("no models: set SEGBRIDGE_MODELS_DIR (a folder of model manifests) or MODEL_PATH (one manifest)")
+	}
+	if cfg.Threshold > 0 {
+		for _, m := range models {
+			if m.Output.Activation == model.ActivationSigmoid {
+				t := cfg.Threshold
+				m.Output.Threshold = &t
+			}
+		}
+	}
+	return models, nil
+}

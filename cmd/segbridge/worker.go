@@ -1,0 +1,56 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/segbridge/segbridge/inference"
+	"github.com/segbridge/segbridge/internal/config"
+	"github.com/segbridge/segbridge/internal/queue"
+)
+
+// workerCmd runs workers that take jobs from a remote queue: a GPU machine
+// connects out to the bridge's NATS and to Orthanc, and needs no inbound port.
+func workerCmd(ctx context.Context, logger zerolog.Logger, cfg *config.Config) error {
+	if cfg.NATSURL == "" {
+		return errors.New("SEGBRIDGE_NATS_URL is required: the NATS server of the bridge (segbridge serve with SEGBRIDGE_NATS_LISTEN) or your cluster")
+	}
+	if err := cfg.ValidateWorker(); err != nil {
+		return err
+	}
+	if cfg.Workers == 0 {
+		cfg.Workers = 1
+	}
+	models, err := loadModels(cfg)
+	if err != nil {
+		return err
+	}
+	oc, err := newOrthanc(logger, cfg)
+	if err != nil {
+		return err
+	}
+	q, err := queue.Open(ctx, logger, queueConfig(cfg))
+	if err != nil {
+		return err
+	}
+	defer q.Close()
+	rt, err := inference.NewRuntime(logger, runtimeConfig(cfg))
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+	w, err := inference.NewWorker(logger, q, oc, rt, models, workerConfig(cfg))
+	if err != nil {
+		return err
+	}
+	if err := w.Start(ctx); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return w.Stop(stopCtx)
+}

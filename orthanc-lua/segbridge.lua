@@ -1,0 +1,64 @@
+-- segbridge.lua: tells the segbridge bridge when a series has finished
+-- arriving in Orthanc, so it can be segmented.
+--
+-- Load it with Orthanc's "LuaScripts" setting. Settings, from the "Segbridge"
+-- section of Orthanc's configuration, else from the environment:
+--
+--   Url         SEGBRIDGE_URL            bridge base URL (default http://127.0.0.1:8080)
+--   Token       SEGBRIDGE_WEBHOOK_TOKEN  bearer token the bridge expects (required)
+--   Modalities  SEGBRIDGE_MODALITIES     modalities to send, comma separated (default MR)
+--
+-- Orthanc runs Lua callbacks one at a time and its REST API waits while a
+-- callback is in HttpPost, so this script only posts and returns: the bridge
+-- answers at once (202) and does the work later. A post that fails is logged
+-- and not retried here: the bridge's reconciler finds the series in Orthanc's
+-- /changes feed.
+
+local function setting(name, env, default)
+  local cfg = GetOrthancConfiguration()
+  local section = cfg and cfg["Segbridge"]
+  local v = section and section[name]
+  if v == nil or v == "" then
+    v = os.getenv(env)
+  end
+  if v == nil or v == "" then
+    v = default
+  end
+  return v
+end
+
+local function modalities()
+  local v = setting("Modalities", "SEGBRIDGE_MODALITIES", "MR")
+  local set = {}
+  if type(v) == "table" then
+    for _, m in ipairs(v) do set[string.upper(m)] = true end
+  else
+    for m in string.gmatch(v, "[^,%s]+") do set[string.upper(m)] = true end
+  end
+  return set
+end
+
+function OnStableSeries(seriesId, tags, metadata)
+  local modality = string.upper(tags["Modality"] or "")
+  -- Our own output must never start a job.
+  if modality == "SEG" then
+    return
+  end
+  if not modalities()[modality] then
+    return
+  end
+  local token = setting("Token", "SEGBRIDGE_WEBHOOK_TOKEN", nil)
+  if token == nil then
+    print("segbridge: no webhook token (Segbridge.Token or SEGBRIDGE_WEBHOOK_TOKEN): series " .. seriesId .. " not sent")
+    return
+  end
+  local url = string.gsub(setting("Url", "SEGBRIDGE_URL", "http://127.0.0.1:8080"), "/+$", "")
+  local body = DumpJson({ event = "StableSeries", series_id = seriesId, tags = tags }, true)
+  local ok, err = pcall(HttpPost, url .. "/v1/events/orthanc", body, {
+    ["Authorization"] = "Bearer " .. token,
+    ["Content-Type"] = "application/json",
+  })
+  if not ok then
+    print("segbridge: could not notify " .. url .. " of series " .. seriesId .. ": " .. tostring(err))
+  end
+end

@@ -1,0 +1,74 @@
+# segbridge — the Makefile is the front door: `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+GO          ?= go
+BIN         := bin/segbridge
+VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS     := -X main.Version=$(VERSION)
+
+# ONNX Runtime 1.24.1 for Linux x64, as shipped inside the npm package
+# onnxruntime-node; its SHA-256 is checked before use.
+ORT_VERSION := 1.24.1
+ORT_SHA256  := 53ef1ac028dd1b05554b8da28d9159eb3876f99868193d2aaa6e67f0243c23d4
+ORT_DIR     := .deps/onnxruntime
+ORT_LIB     := $(ORT_DIR)/libonnxruntime.so.1
+
+# Debian packages the tests and the demo use.
+APT_PKGS := orthanc dicom3tools mricron-data python3-pydicom python3-numpy \
+            python3-nibabel python3-scipy python3-onnx curl ca-certificates
+
+export SEGBRIDGE_ORT_LIB := $(CURDIR)/$(ORT_LIB)
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
+
+.PHONY: deps
+deps: deps-apt $(ORT_LIB) ## install what is missing: Debian packages and the ONNX Runtime library
+	@command -v $(GO) >/dev/null || { echo "Go is not installed: install Go 1.26 or newer"; exit 1; }
+
+.PHONY: deps-apt
+deps-apt:
+	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	command -v npm >/dev/null || missing="$$missing npm"; \
+	if [ -n "$$missing" ]; then \
+	  sudo=""; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
+	  echo "installing Debian packages:$$missing"; \
+	  $$sudo apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+$(ORT_LIB):
+	@echo "fetching ONNX Runtime $(ORT_VERSION) (npm package onnxruntime-node)"
+	@set -euo pipefail; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	  (cd "$$tmp" && npm pack --silent onnxruntime-node@$(ORT_VERSION) >/dev/null && \
+	   tar xzf onnxruntime-node-$(ORT_VERSION).tgz package/bin/napi-v6/linux/x64/libonnxruntime.so.1); \
+	  echo "$(ORT_SHA256)  $$tmp/package/bin/napi-v6/linux/x64/libonnxruntime.so.1" | sha256sum -c --quiet - || \
+	    { echo "checksum mismatch for libonnxruntime.so.1"; exit 1; }; \
+	  mkdir -p $(ORT_DIR) && mv "$$tmp/package/bin/napi-v6/linux/x64/libonnxruntime.so.1" $(ORT_LIB)
+
+.PHONY: build
+build: ## build bin/segbridge
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/segbridge
+
+.PHONY: test
+test: deps ## install what is missing, then run unit and integration tests (real Orthanc, NATS, ONNX Runtime)
+	$(GO) test -count=1 -timeout 25m ./...
+
+.PHONY: lint
+lint: ## gofmt and go vet
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+.PHONY: demo
+demo: deps build ## run Orthanc + segbridge on loopback, upload a real T1 series, wait for its SEG
+	@bash testdata/demo/demo.sh
+
+.PHONY: demo-stop
+demo-stop: ## stop the demo's processes and remove its data (.demo/)
+	@bash testdata/demo/demo.sh stop
+
+.PHONY: clean
+clean: ## remove build outputs
+	rm -rf bin

@@ -56,6 +56,10 @@ build: ## build bin/segbridge
 test: deps ## install what is missing, then run unit and integration tests (real Orthanc, NATS, ONNX Runtime)
 	$(GO) test -count=1 -timeout 25m ./...
 
+.PHONY: bench
+bench: deps build ## measure stage times, download, intake, memory and scale; writes bench/results.json and bench/RESULTS.md
+	$(GO) test -tags bench -run TestBench -count=1 -timeout 20m -v ./bench/
+
 .PHONY: lint
 lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

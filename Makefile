@@ -25,7 +25,7 @@ help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
 
 .PHONY: deps
-deps: deps-apt $(ORT_LIB) ## install what is missing: Debian packages and the ONNX Runtime library
+deps: deps-apt $(ORT_LIB) deps-npm ## install what is missing: Debian packages and the ONNX Runtime library
 	@command -v $(GO) >/dev/null || { echo "Go is not installed: install Go 1.26 or newer"; exit 1; }
 
 .PHONY: deps-apt
@@ -38,6 +38,15 @@ deps-apt:
 	  $$sudo apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
+
+# dcmjs (what the OHIF viewer loads SEGs with), for the tests' SEG reader
+# testdata/tools/dcmjs-readseg.js; pinned, installed into a git-ignored folder.
+DCMJS_VERSION := 0.52.2
+.PHONY: deps-npm
+deps-npm:
+	@test -f .deps/node/node_modules/dcmjs/package.json && grep -q '"version": "$(DCMJS_VERSION)"' .deps/node/node_modules/dcmjs/package.json || \
+	  { echo "installing dcmjs $(DCMJS_VERSION) into .deps/node"; mkdir -p .deps/node && cd .deps/node && \
+	    npm install --silent --no-save --no-package-lock --no-audit --no-fund dcmjs@$(DCMJS_VERSION) >/dev/null; }
 
 $(ORT_LIB):
 	@echo "fetching ONNX Runtime $(ORT_VERSION) (npm package onnxruntime-node)"

@@ -15,6 +15,13 @@
 // which nothing at all was found still has NumberOfFrames >= 1 and is a valid
 // instance that viewers open as "all segments empty".
 //
+// Multi-frame sources: a frame on a plane of an enhanced (multi-frame) source
+// instance references it by SOPInstanceUID and ReferencedFrameNumber
+// (volume.Slice.Frame); ReferencedSeriesSequence lists each instance once.
+//
+// EncodeFractional writes FRACTIONAL (PROBABILITY, 8-bit) SEGs from
+// per-segment probability volumes; the worker does not use it yet.
+//
 // Segment numbers: DICOM wants SegmentNumber to start at 1 and increase by 1,
 // so segment n is the segment with the n-th smallest Label. When the labels are
 // 1..N, as they usually are, SegmentNumber equals Label.

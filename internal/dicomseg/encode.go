@@ -193,17 +193,14 @@ func Encode(v *volume.Volume, labels []uint8, segs []Segment, opts Options) (*Re
 		return nil, err
 	}
 
-	e := encoder{
-		v:      v,
-		segs:   segs,
-		frames: frames,
-		opts:   opts,
-		now:    opts.Now(),
-		series: opts.NewUID(),
-		sop:    opts.NewUID(),
-		dimOrg: opts.NewUID(),
-	}
-	ds, err := e.dataset(packBinary(labels, v.Cols, v.Rows, frames))
+	e := &encoder{v: v, segs: segs, frames: frames, opts: opts}
+	return e.encode(packBinary(labels, v.Cols, v.Rows, frames))
+}
+
+// encode makes the UIDs and writes the dataset around pixels.
+func (e *encoder) encode(pixels []byte) (*Result, error) {
+	e.now, e.series, e.sop, e.dimOrg = e.opts.Now(), e.opts.NewUID(), e.opts.NewUID(), e.opts.NewUID()
+	ds, err := e.dataset(pixels)
 	if err != nil {
 		return nil, fmt.Errorf("build dataset: %w", err)
 	}
@@ -211,18 +208,26 @@ func Encode(v *volume.Volume, labels []uint8, segs []Segment, opts Options) (*Re
 	if err := dicom.Write(&buf, ds); err != nil {
 		return nil, fmt.Errorf("write dataset: %w", err)
 	}
-
-	numbers := make([]int, len(segs))
-	for i, s := range segs {
+	numbers := make([]int, len(e.segs))
+	for i, s := range e.segs {
 		numbers[i] = s.Label
 	}
 	return &Result{
 		Bytes:             buf.Bytes(),
 		SeriesInstanceUID: e.series,
 		SOPInstanceUID:    e.sop,
-		Frames:            len(frames),
+		Frames:            len(e.frames),
 		Segments:          numbers,
 	}, nil
+}
+
+// overlap is SegmentsOverlap: a label volume's segments cannot overlap;
+// fractional ones are measured.
+func (e *encoder) overlap() string {
+	if e.overlaps {
+		return "YES"
+	}
+	return "NO"
 }
 
 // checkVolume checks that v has what a SEG on its grid needs.
@@ -329,12 +334,13 @@ func planFrames(v *volume.Volume, labels []uint8, segs []Segment) ([]frameRef, e
 
 // encoder holds what building one SEG dataset needs.
 type encoder struct {
-	v                   *volume.Volume
-	segs                []Segment
-	frames              []frameRef
-	opts                Options
-	now                 time.Time
-	series, sop, dimOrg string
+	fractional, overlaps bool
+	v                    *volume.Volume
+	segs                 []Segment
+	frames               []frameRef
+	opts                 Options
+	now                  time.Time
+	series, sop, dimOrg  string
 }
 
 // dataset builds the SEG dataset, file meta information included.
@@ -385,11 +391,7 @@ func (e *encoder) dataset(pixels []byte) (dicom.Dataset, error) {
 		b.str(tag.ContentDescription, o.ContentDescription),
 		b.str(tag.ContentCreatorName, o.ContentCreator),
 		b.str(tag.LossyImageCompression, "00"),
-		// A FRACTIONAL variant would write SegmentationFractionalType and
-		// MaximumFractionalValue here, BitsAllocated/Stored 8 and HighBit 7
-		// below, and one byte per pixel instead of packBinary's bits.
-		b.str(tag.SegmentationType, "BINARY"),
-		b.str(tag.SegmentsOverlap, "NO"),
+		b.str(tag.SegmentsOverlap, e.overlap()),
 		e.segmentSequence(b),
 
 		// Image Pixel.
@@ -397,9 +399,6 @@ func (e *encoder) dataset(pixels []byte) (dicom.Dataset, error) {
 		b.str(tag.PhotometricInterpretation, "MONOCHROME2"),
 		b.ints(tag.Rows, v.Rows),
 		b.ints(tag.Columns, v.Cols),
-		b.ints(tag.BitsAllocated, 1),
-		b.ints(tag.BitsStored, 1),
-		b.ints(tag.HighBit, 0),
 		b.ints(tag.PixelRepresentation, 0),
 		pixelData(pixels),
 
@@ -414,6 +413,23 @@ func (e *encoder) dataset(pixels []byte) (dicom.Dataset, error) {
 
 		// Common Instance Reference.
 		e.referencedSeries(b),
+	}
+	if e.fractional {
+		els = append(els,
+			b.str(tag.SegmentationType, "FRACTIONAL"),
+			b.str(tag.SegmentationFractionalType, "PROBABILITY"),
+			b.ints(tag.MaximumFractionalValue, MaxFractionalValue),
+			b.ints(tag.BitsAllocated, 8),
+			b.ints(tag.BitsStored, 8),
+			b.ints(tag.HighBit, 7),
+		)
+	} else {
+		els = append(els,
+			b.str(tag.SegmentationType, "BINARY"),
+			b.ints(tag.BitsAllocated, 1),
+			b.ints(tag.BitsStored, 1),
+			b.ints(tag.HighBit, 0),
+		)
 	}
 	// Patient, General Study and Patient Study, from the source instance.
 	// The library decodes strings to UTF-8 and writes them back as such, so a
@@ -505,13 +521,18 @@ func (e *encoder) perFrameGroups(b *builder) *dicom.Element {
 	items := make([][]*dicom.Element, len(e.frames))
 	for f, fr := range e.frames {
 		src := e.v.Slices[fr.k]
+		source := []*dicom.Element{
+			b.str(tag.ReferencedSOPClassUID, src.SOPClassUID),
+			b.str(tag.ReferencedSOPInstanceUID, src.SOPInstanceUID),
+			b.seq(tag.PurposeOfReferenceCodeSequence, b.code(e.codeSourceImage())),
+		}
+		if src.Frame > 0 {
+			// A frame of a multi-frame source (Image SOP Instance Reference macro).
+			source = append(source, b.str(tag.ReferencedFrameNumber, strconv.Itoa(src.Frame)))
+		}
 		items[f] = []*dicom.Element{
 			b.seq(tag.DerivationImageSequence, []*dicom.Element{
-				b.seq(tag.SourceImageSequence, []*dicom.Element{
-					b.str(tag.ReferencedSOPClassUID, src.SOPClassUID),
-					b.str(tag.ReferencedSOPInstanceUID, src.SOPInstanceUID),
-					b.seq(tag.PurposeOfReferenceCodeSequence, b.code(e.codeSourceImage())),
-				}),
+				b.seq(tag.SourceImageSequence, source),
 				b.seq(tag.DerivationCodeSequence, b.code(e.codeSegmentation())),
 			}),
 			b.seq(tag.FrameContentSequence, []*dicom.Element{

@@ -422,6 +422,7 @@ type segJSON struct {
 		IPP                  [3]float64 `json:"ipp"`
 		RefSOPInstanceUID    string     `json:"ref_sop_instance_uid"`
 		RefSOPClassUID       string     `json:"ref_sop_class_uid"`
+		RefFrameNumber       *int       `json:"ref_frame_number"`
 		DimensionIndexValues []int      `json:"dimension_index_values"`
 	} `json:"frames"`
 	Segments []struct {

@@ -66,6 +66,13 @@ func (l Limits) WithDefaults() Limits {
 // gaps equal to the median gap within 1% (at least 0.01 mm). Every rejection
 // wraps ErrInvalidSeries and says which instances broke the rule.
 //
+// The planes are the single-frame instances and the frames of enhanced
+// multi-frame instances (Instance.Frames), which may be mixed. A 4-D series,
+// whose planes repeat the same positions with different EchoNumbers, echo
+// time, temporal position or AcquisitionNumber, is refused with a reason
+// naming the attribute: segbridge does not pick one echo or time point for
+// the user, since which one a model was trained on is not knowable here.
+//
 // Slices are ordered by the projection of ImagePositionPatient on the normal
 // IOP[0:3] x IOP[3:6], ascending; InstanceNumber is ignored. Spacing[2] is the
 // distance from the first to the last slice divided by Depth-1; for a single
@@ -81,6 +88,7 @@ func Assemble(instances []*Instance, lim Limits) (*Volume, error) {
 			return nil, fmt.Errorf("%w: instance %d is nil", ErrInvalidSeries, i)
 		}
 	}
+	instances = planes(instances)
 	if err := checkConsistent(instances); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidSeries, err)
 	}
@@ -132,7 +140,7 @@ func Assemble(instances []*Instance, lim Limits) (*Volume, error) {
 		}
 	}
 	for k, in := range sorted {
-		v.Slices[k] = Slice{SOPInstanceUID: in.SOPInstanceUID, SOPClassUID: in.SOPClassUID, Position: in.Position}
+		v.Slices[k] = Slice{SOPInstanceUID: in.SOPInstanceUID, SOPClassUID: in.SOPClassUID, Frame: in.Frame, Position: in.Position}
 	}
 
 	plane := ref.Cols * ref.Rows
@@ -162,36 +170,41 @@ func decodeAll(data []float32, plane int, sorted []*Instance) {
 // checkConsistent checks what every instance must share with the first.
 func checkConsistent(instances []*Instance) error {
 	ref := instances[0]
-	seen := make(map[string]bool, len(instances))
+	type planeID struct {
+		uid   string
+		frame int
+	}
+	seen := make(map[planeID]bool, len(instances))
 	for _, in := range instances {
-		if seen[in.SOPInstanceUID] {
-			return fmt.Errorf("instance %s appears more than once", in.SOPInstanceUID)
+		id := planeID{in.SOPInstanceUID, in.Frame}
+		if seen[id] {
+			return fmt.Errorf("instance %s appears more than once", in.name())
 		}
-		seen[in.SOPInstanceUID] = true
+		seen[id] = true
 		if in.SeriesInstanceUID != ref.SeriesInstanceUID {
 			return fmt.Errorf("instances %s and %s belong to different series (%s, %s)",
-				ref.SOPInstanceUID, in.SOPInstanceUID, ref.SeriesInstanceUID, in.SeriesInstanceUID)
+				ref.name(), in.name(), ref.SeriesInstanceUID, in.SeriesInstanceUID)
 		}
 		if in.FrameOfReferenceUID != ref.FrameOfReferenceUID {
 			return fmt.Errorf("instances %s and %s have different frames of reference (%s, %s)",
-				ref.SOPInstanceUID, in.SOPInstanceUID, ref.FrameOfReferenceUID, in.FrameOfReferenceUID)
+				ref.name(), in.name(), ref.FrameOfReferenceUID, in.FrameOfReferenceUID)
 		}
 		if in.Rows != ref.Rows || in.Cols != ref.Cols {
 			return fmt.Errorf("instance %s is %dx%d pixels but instance %s is %dx%d: the series mixes image sizes",
-				in.SOPInstanceUID, in.Cols, in.Rows, ref.SOPInstanceUID, ref.Cols, ref.Rows)
+				in.name(), in.Cols, in.Rows, ref.name(), ref.Cols, ref.Rows)
 		}
 		if math.Abs(in.PixelSpacing[0]-ref.PixelSpacing[0]) > pixelSpacingTolerance ||
 			math.Abs(in.PixelSpacing[1]-ref.PixelSpacing[1]) > pixelSpacingTolerance {
 			return fmt.Errorf("instance %s has PixelSpacing %g\\%g but instance %s has %g\\%g: the series mixes pixel spacings",
-				in.SOPInstanceUID, in.PixelSpacing[0], in.PixelSpacing[1],
-				ref.SOPInstanceUID, ref.PixelSpacing[0], ref.PixelSpacing[1])
+				in.name(), in.PixelSpacing[0], in.PixelSpacing[1],
+				ref.name(), ref.PixelSpacing[0], ref.PixelSpacing[1])
 		}
 		for a := range 2 {
 			for c := range 3 {
 				if math.Abs(in.Orientation[a][c]-ref.Orientation[a][c]) > orientationTolerance {
 					return fmt.Errorf("instance %s has orientation %v but instance %s has %v: "+
 						"the series mixes orientations (a localizer, or several planes)",
-						in.SOPInstanceUID, in.Orientation, ref.SOPInstanceUID, ref.Orientation)
+						in.name(), in.Orientation, ref.name(), ref.Orientation)
 				}
 			}
 		}
@@ -213,7 +226,7 @@ func stack(instances []*Instance) ([]*Instance, error) {
 		ps[i] = placed{in, dot(in.Position, normal)}
 	}
 	slices.SortStableFunc(ps, func(a, b placed) int {
-		return cmp.Or(cmp.Compare(a.proj, b.proj), cmp.Compare(a.in.SOPInstanceUID, b.in.SOPInstanceUID))
+		return cmp.Or(cmp.Compare(a.proj, b.proj), cmp.Compare(a.in.SOPInstanceUID, b.in.SOPInstanceUID), cmp.Compare(a.in.Frame, b.in.Frame))
 	})
 
 	// One stack: every position on the line through the first along the normal.
@@ -226,7 +239,7 @@ func stack(instances []*Instance) ([]*Instance, error) {
 		if off > offTol {
 			return nil, fmt.Errorf("slices do not form one stack: instance %s lies %.3f mm off the slice normal "+
 				"through instance %s (more than one stack in the series, or a sheared acquisition)",
-				p.in.SOPInstanceUID, off, ps[0].in.SOPInstanceUID)
+				p.in.name(), off, ps[0].in.name())
 		}
 	}
 	if len(ps) == 1 {
@@ -237,9 +250,15 @@ func stack(instances []*Instance) ([]*Instance, error) {
 	for k := range gaps {
 		gaps[k] = ps[k+1].proj - ps[k].proj
 		if gaps[k] <= positionTolerance {
+			if why := fourD(ps[k].in, ps[k+1].in); why != "" {
+				return nil, fmt.Errorf("4-D series: instances %s and %s are at the same position %v but differ in %s; "+
+					"the series holds several echoes or time points of one stack, and segbridge segments one 3-D stack: "+
+					"send each echo or time point as its own series",
+					ps[k].in.name(), ps[k+1].in.name(), ps[k].in.Position, why)
+			}
 			return nil, fmt.Errorf("instances %s and %s are both at position %v (%.4f mm apart): "+
 				"duplicate slices, or more than one acquisition in the series",
-				ps[k].in.SOPInstanceUID, ps[k+1].in.SOPInstanceUID, ps[k].in.Position, gaps[k])
+				ps[k].in.name(), ps[k+1].in.name(), ps[k].in.Position, gaps[k])
 		}
 	}
 	sortedGaps := slices.Clone(gaps)
@@ -250,7 +269,7 @@ func stack(instances []*Instance) ([]*Instance, error) {
 		if math.Abs(g-median) > gapTol {
 			return nil, fmt.Errorf("uneven slice spacing: slices %d and %d (instances %s and %s) are %.4f mm apart "+
 				"where most are %.4f mm (a missing slice, or more than one stack in the series)",
-				k, k+1, ps[k].in.SOPInstanceUID, ps[k+1].in.SOPInstanceUID, g, median)
+				k, k+1, ps[k].in.name(), ps[k+1].in.name(), g, median)
 		}
 	}
 	out := make([]*Instance, len(ps))
@@ -258,4 +277,20 @@ func stack(instances []*Instance) ([]*Instance, error) {
 		out[k] = p.in
 	}
 	return out, nil
+}
+
+// fourD says which attribute tells apart two planes at the same position, the
+// mark of a 4-D series (echoes, time points, repeated acquisitions), or "".
+func fourD(a, b *Instance) string {
+	switch {
+	case a.EchoNumber != b.EchoNumber:
+		return fmt.Sprintf("EchoNumbers (%d and %d)", a.EchoNumber, b.EchoNumber)
+	case a.EchoTime != b.EchoTime:
+		return fmt.Sprintf("echo time (%g and %g ms)", a.EchoTime, b.EchoTime)
+	case a.TemporalPosition != b.TemporalPosition:
+		return fmt.Sprintf("temporal position (%d and %d)", a.TemporalPosition, b.TemporalPosition)
+	case a.AcquisitionNumber != b.AcquisitionNumber:
+		return fmt.Sprintf("AcquisitionNumber (%d and %d)", a.AcquisitionNumber, b.AcquisitionNumber)
+	}
+	return ""
 }

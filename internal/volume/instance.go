@@ -21,8 +21,16 @@ const (
 	unitTolerance = 1e-2
 )
 
-// Instance is one parsed single-frame image instance: its geometry, its
-// identifiers, and its pixel data, validated but not yet placed in a volume.
+// Instance is one parsed image instance, or one frame of a multi-frame one:
+// its geometry, its identifiers, and its pixel data, validated but not yet
+// placed in a volume.
+//
+// An enhanced multi-frame instance (Enhanced MR Image Storage and the like,
+// with per-frame functional groups) is parsed into one Instance per frame in
+// Frames, each with its own position, orientation, pixel spacing and rescale
+// taken from its per-frame functional groups or, failing those, the shared
+// ones; the outer Instance carries frame 1's geometry. Assemble places the
+// frames, never the outer Instance.
 //
 // The pixels are kept as the bytes of the file's PixelData and decoded to
 // float32 modality values only by Assemble, straight into the volume, so a
@@ -36,6 +44,22 @@ type Instance struct {
 	Modality            string
 	// InstanceNumber is informative only; slices are never ordered by it.
 	InstanceNumber int
+	// Frame is the 1-based frame number within a multi-frame instance, 0 for
+	// a single-frame instance.
+	Frame int
+	// Frames holds one Instance per frame of an enhanced multi-frame
+	// instance, in frame order; nil for a single-frame instance.
+	Frames []*Instance
+
+	// EchoNumber (EchoNumbers), EchoTime (EchoTime, or EffectiveEchoTime of
+	// an enhanced frame), TemporalPosition (TemporalPositionIdentifier, or
+	// TemporalPositionIndex of an enhanced frame) and AcquisitionNumber tell
+	// the planes of a 4-D series apart; 0 when absent. Assemble uses them only
+	// to say why planes share a position.
+	EchoNumber        int
+	EchoTime          float64
+	TemporalPosition  int
+	AcquisitionNumber int
 
 	// Rows and Cols are the image size in pixels.
 	Rows, Cols int
@@ -73,11 +97,13 @@ func (in *Instance) Pixels() []float32 {
 	return dst
 }
 
-// ParseInstance parses one DICOM Part-10 file holding a single-frame,
-// uncompressed, greyscale image. Every error wraps ErrInvalidSeries: a
-// non-image object, a compressed transfer syntax, a multi-frame (enhanced)
-// object, a pixel format other than 8/16/32-bit MONOCHROME2 integers, missing
-// or corrupt geometry, or bytes that are not well-formed DICOM.
+// ParseInstance parses one DICOM Part-10 file holding an uncompressed,
+// greyscale image: a classic single-frame instance, or an enhanced multi-frame
+// one whose geometry is in per-frame or shared functional groups (see
+// Instance.Frames). Every error wraps ErrInvalidSeries: a non-image object, a
+// compressed transfer syntax, a multi-frame object without functional groups,
+// a pixel format other than 8/16/32-bit MONOCHROME2 integers, missing or
+// corrupt geometry, or bytes that are not well-formed DICOM.
 func ParseInstance(data []byte) (inst *Instance, err error) {
 	// suyashkumar/dicom panics on some malformed input (type assertions on
 	// element values); a panic there is a bad file, not a bug of ours.
@@ -127,6 +153,7 @@ func newInstance(ds *dicom.Dataset, ts string) (*Instance, error) {
 	if n, ok, err := optionalInt(ds, tag.InstanceNumber); err == nil && ok {
 		in.InstanceNumber = n
 	}
+	in.read4D(ds)
 
 	pixElem, err := ds.FindElementByTag(tag.PixelData)
 	if err != nil {
@@ -137,13 +164,22 @@ func newInstance(ds *dicom.Dataset, ts string) (*Instance, error) {
 		}
 		return in, fmt.Errorf("not an image: SOP class %s (%s) has no pixel data", in.SOPClassUID, sopClassName(in.SOPClassUID))
 	}
-	if frames, ok, err := optionalInt(ds, tag.NumberOfFrames); err != nil || (ok && frames != 1) {
-		return in, fmt.Errorf("multi-frame image (NumberOfFrames %s, SOP class %s) is not supported yet; "+
-			"send the series as classic single-frame images", elementText(ds, tag.NumberOfFrames), sopClassName(in.SOPClassUID))
+	frames, ok, err := optionalInt(ds, tag.NumberOfFrames)
+	if err != nil {
+		return in, err
 	}
-	if _, err := ds.FindElementByTag(tag.PerFrameFunctionalGroupsSequence); err == nil {
-		return in, fmt.Errorf("enhanced multi-frame object (SOP class %s) is not supported yet; "+
-			"send the series as classic single-frame images", sopClassName(in.SOPClassUID))
+	if !ok {
+		frames = 1
+	}
+	_, pfErr := ds.FindElementByTag(tag.PerFrameFunctionalGroupsSequence)
+	enhanced := pfErr == nil
+	switch {
+	case frames < 1:
+		return in, fmt.Errorf("NumberOfFrames is %d", frames)
+	case frames > 1 && !enhanced:
+		return in, fmt.Errorf("multi-frame image without per-frame functional groups (NumberOfFrames %d, SOP class %s) "+
+			"is not supported; send the series as classic single-frame or enhanced multi-frame images",
+			frames, sopClassName(in.SOPClassUID))
 	}
 
 	if err := in.readPixelFormat(ds, ts); err != nil {
@@ -154,36 +190,87 @@ func newInstance(ds *dicom.Dataset, ts string) (*Instance, error) {
 		return in, errEncapsulated
 	}
 	in.raw = info.UnprocessedValueData
-	need := in.Rows * in.Cols * in.pix.bytesPerSample()
+	plane := in.Rows * in.Cols * in.pix.bytesPerSample()
+	need := plane * frames
 	if len(in.raw) != need && !(len(in.raw) == need+1 && need%2 == 1) {
+		if frames > 1 {
+			return in, fmt.Errorf("pixel data holds %d bytes, %d frames of %dx%d pixels of %d bits need %d",
+				len(in.raw), frames, in.Cols, in.Rows, in.pix.bitsAllocated, need)
+		}
 		return in, fmt.Errorf("pixel data holds %d bytes, %dx%d pixels of %d bits need %d",
 			len(in.raw), in.Cols, in.Rows, in.pix.bitsAllocated, need)
 	}
 	in.raw = in.raw[:need]
 
-	if err := in.readGeometry(ds); err != nil {
-		return in, err
-	}
-	if in.RescaleSlope, err = optionalFloat(ds, tag.RescaleSlope, 1); err != nil {
-		return in, err
-	}
-	if in.RescaleIntercept, err = optionalFloat(ds, tag.RescaleIntercept, 0); err != nil {
-		return in, err
-	}
-	if in.RescaleSlope == 0 {
-		return in, errors.New("RescaleSlope is 0")
-	}
-	in.SliceThickness, _ = optionalFloat(ds, tag.SliceThickness, 0)
-	in.SpacingBetweenSlices, _ = optionalFloat(ds, tag.SpacingBetweenSlices, 0)
-
 	header := &dicom.Dataset{Elements: make([]*dicom.Element, 0, len(ds.Elements)-1)}
 	for _, e := range ds.Elements {
-		if e.Tag != tag.PixelData {
+		if e.Tag != tag.PixelData && e.Tag != tag.PerFrameFunctionalGroupsSequence {
 			header.Elements = append(header.Elements, e)
 		}
 	}
 	in.Header = header
+
+	if enhanced {
+		if err := in.readFrames(ds, frames, plane); err != nil {
+			return in, err
+		}
+		return in, nil
+	}
+	if err := in.readPlane(ds, ds, ds, ds); err != nil {
+		return in, err
+	}
 	return in, nil
+}
+
+// readPlane reads the geometry and rescale of one image plane: position
+// from pos, orientation from orient, pixel spacing and slice thickness from
+// measures, and rescale from rescale. For a single-frame instance all four
+// are the dataset itself; for a frame of an enhanced instance they are items
+// of its functional groups.
+func (in *Instance) readPlane(pos, orient, measures, rescale *dicom.Dataset) error {
+	ipp, err := requiredFloats(pos, tag.ImagePositionPatient, 3)
+	if err != nil {
+		return err
+	}
+	iop, err := requiredFloats(orient, tag.ImageOrientationPatient, 6)
+	if err != nil {
+		return err
+	}
+	ps, err := requiredFloats(measures, tag.PixelSpacing, 2)
+	if err != nil {
+		return err
+	}
+	if err := in.setGeometry(ipp, iop, ps); err != nil {
+		return err
+	}
+	if in.RescaleSlope, err = optionalFloat(rescale, tag.RescaleSlope, 1); err != nil {
+		return err
+	}
+	if in.RescaleIntercept, err = optionalFloat(rescale, tag.RescaleIntercept, 0); err != nil {
+		return err
+	}
+	if in.RescaleSlope == 0 {
+		return errors.New("RescaleSlope is 0")
+	}
+	in.SliceThickness, _ = optionalFloat(measures, tag.SliceThickness, 0)
+	in.SpacingBetweenSlices, _ = optionalFloat(measures, tag.SpacingBetweenSlices, 0)
+	return nil
+}
+
+// read4D reads the attributes that tell the planes of a 4-D classic series apart.
+func (in *Instance) read4D(ds *dicom.Dataset) {
+	if n, ok, err := optionalInt(ds, tag.EchoNumbers); err == nil && ok {
+		in.EchoNumber = n
+	}
+	if n, ok, err := optionalInt(ds, tag.TemporalPositionIdentifier); err == nil && ok {
+		in.TemporalPosition = n
+	}
+	if n, ok, err := optionalInt(ds, tag.AcquisitionNumber); err == nil && ok {
+		in.AcquisitionNumber = n
+	}
+	if f, err := optionalFloat(ds, tag.EchoTime, 0); err == nil {
+		in.EchoTime = f
+	}
 }
 
 func (in *Instance) readPixelFormat(ds *dicom.Dataset, ts string) error {
@@ -255,19 +342,9 @@ func (in *Instance) readPixelFormat(ds *dicom.Dataset, ts string) error {
 	return nil
 }
 
-func (in *Instance) readGeometry(ds *dicom.Dataset) error {
-	ipp, err := requiredFloats(ds, tag.ImagePositionPatient, 3)
-	if err != nil {
-		return err
-	}
-	iop, err := requiredFloats(ds, tag.ImageOrientationPatient, 6)
-	if err != nil {
-		return err
-	}
-	ps, err := requiredFloats(ds, tag.PixelSpacing, 2)
-	if err != nil {
-		return err
-	}
+// setGeometry checks and stores ImagePositionPatient, ImageOrientationPatient
+// and PixelSpacing.
+func (in *Instance) setGeometry(ipp, iop, ps []float64) error {
 	copy(in.Position[:], ipp)
 	copy(in.Orientation[0][:], iop[0:3])
 	copy(in.Orientation[1][:], iop[3:6])

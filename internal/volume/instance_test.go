@@ -204,12 +204,12 @@ func TestParseInstance_Rejections(t *testing.T) {
 		{
 			name:    "multi-frame",
 			modify:  func(s *synth) { s.frames = "2" },
-			wantErr: "multi-frame image (NumberOfFrames 2, SOP class MR Image Storage) is not supported yet",
+			wantErr: "multi-frame image without per-frame functional groups (NumberOfFrames 2, SOP class MR Image Storage) is not supported",
 		},
 		{
-			name:    "enhanced MR",
+			name:    "enhanced MR without functional groups",
 			modify:  func(s *synth) { s.sopClass, s.frames = "1.2.840.10008.5.1.4.1.1.4.1", "3" },
-			wantErr: "SOP class Enhanced MR Image Storage) is not supported yet",
+			wantErr: "(NumberOfFrames 3, SOP class Enhanced MR Image Storage) is not supported",
 		},
 		{
 			name:    "MONOCHROME1",

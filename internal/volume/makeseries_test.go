@@ -35,6 +35,7 @@ type truthFile struct {
 	Slices    []struct {
 		SOPInstanceUID string     `json:"sop_instance_uid"`
 		InstanceNumber int        `json:"instance_number"`
+		Frame          int        `json:"frame"`
 		Position       [3]float64 `json:"position"`
 	} `json:"slices"`
 }
@@ -124,6 +125,12 @@ func TestAssemble_MakeSeries(t *testing.T) {
 			"--bits", "8", "--signed", "--intercept", "128", "--transfer-syntax", "implicit"}},
 		{name: "coronal 16-bit signed full range", args: []string{"--plane", "coronal", "--step", "3",
 			"--signed", "--bits-stored", "16", "--slope", "0.25", "--intercept", "40"}},
+		{name: "enhanced axial shuffled frames shared groups", args: []string{"--plane", "axial", "--step", "2",
+			"--enhanced", "--shuffle", "--slope", "0.5", "--intercept", "-100"}},
+		{name: "enhanced oblique per-frame groups implicit", args: []string{"--plane", "oblique", "--step", "3",
+			"--enhanced", "--enhanced-groups", "perframe", "--shuffle", "--transfer-syntax", "implicit", "--slope", "2"}},
+		{name: "enhanced sagittal 8-bit", args: []string{"--plane", "sagittal", "--step", "3", "--enhanced",
+			"--bits", "8", "--signed", "--intercept", "128"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -155,8 +162,8 @@ func TestAssemble_MakeSeries(t *testing.T) {
 			numbers := make([]int, v.Depth)
 			for k, s := range v.Slices {
 				ts := truth.Slices[k]
-				if s.SOPInstanceUID != ts.SOPInstanceUID {
-					t.Fatalf("Slices[%d] = %s, want %s", k, s.SOPInstanceUID, ts.SOPInstanceUID)
+				if s.SOPInstanceUID != ts.SOPInstanceUID || s.Frame != ts.Frame {
+					t.Fatalf("Slices[%d] = %s frame %d, want %s frame %d", k, s.SOPInstanceUID, s.Frame, ts.SOPInstanceUID, ts.Frame)
 				}
 				for c := range 3 {
 					if math.Abs(s.Position[c]-ts.Position[c]) > geomTolerance {

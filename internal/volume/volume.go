@@ -13,6 +13,9 @@ import (
 type Slice struct {
 	SOPInstanceUID string
 	SOPClassUID    string
+	// Frame is the 1-based frame number of the plane within a multi-frame
+	// (enhanced) instance, 0 for a single-frame instance.
+	Frame int
 	// Position is the ImagePositionPatient of the plane's first voxel, in mm (LPS).
 	Position [3]float64
 }

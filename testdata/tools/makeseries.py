@@ -35,6 +35,25 @@ Truth (default directory: <out>.truth, or --truth DIR):
   truth-mask.u8  with --mask-nifti: the same reslicing of a second NIfTI with
                  nearest neighbour, 1 where it is non-zero, 0 elsewhere.
 
+Enhanced MR (--enhanced): one Enhanced MR Image Storage instance holding every
+slice as a frame, frames in a shuffled (with --shuffle) or spatial order; each
+frame's ImagePositionPatient is in its PlanePositionSequence, and PixelMeasures,
+PlaneOrientation and PixelValueTransformation are in the shared functional
+groups, or in every frame's own with --enhanced-groups perframe. truth.json's
+slices then all name the one SOPInstanceUID and give each slice's "frame"
+(1-based).
+
+Broken series for rejection tests (--defect, the truth describes the series
+before the defect):
+  mixed-orientation  one slice's orientation turned by 5 degrees
+  two-stacks         the second half of the slices shifted 20 mm sideways
+  duplicate          one slice repeated at the same position (new SOPInstanceUID)
+  gap                one slice in the middle left out
+  no-pixels          Raw Data Storage objects with Modality MR and no pixel data
+  j2k                transfer syntax JPEG 2000 with undecodable pixel data
+--echoes N writes N echoes of every slice (EchoNumbers 1..N, EchoTime apart) at
+the same positions: a 4-D series.
+
 NIfTI world space is RAS; DICOM patient space is LPS, so x and y flip.
 """
 
@@ -48,12 +67,15 @@ import sys
 
 import nibabel as nib
 import numpy as np
-from pydicom.dataset import FileDataset, FileMetaDataset
+from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+from pydicom.encaps import encapsulate
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 from pydicom.valuerep import format_number_as_ds
 from scipy import ndimage
 
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
+ENHANCED_MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4.1"
+RAW_DATA_STORAGE = "1.2.840.10008.5.1.4.1.1.66"
 RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
 
 # Desired LPS directions of increasing column and increasing row, the way
@@ -92,6 +114,12 @@ def parse_args(argv):
     p.add_argument("--step", default="1",
                    help="take every Nth column,row,slice: N or Ncol,Nrow,Nslice (default 1)")
     p.add_argument("--transfer-syntax", choices=["explicit", "implicit"], default="explicit")
+    p.add_argument("--enhanced", action="store_true", help="one Enhanced MR multi-frame instance")
+    p.add_argument("--enhanced-groups", choices=["shared", "perframe"], default="shared",
+                   help="where --enhanced puts PixelMeasures, PlaneOrientation and PixelValueTransformation")
+    p.add_argument("--defect", choices=["mixed-orientation", "two-stacks", "duplicate", "gap", "no-pixels", "j2k"],
+                   help="break the series for rejection tests")
+    p.add_argument("--echoes", type=int, default=1, help="echoes per position (>1: a 4-D series)")
     args = p.parse_args(argv)
     parts = args.step.split(",")
     if len(parts) == 1:
@@ -204,6 +232,70 @@ def stored_range(bits, signed):
     return 0, (1 << bits) - 1
 
 
+def write_enhanced(args, new_dataset, pixel_module, set_pixels, stored, numbers, ipps_s, iop_s, ps_s,
+                   slice_sp, sop_uid, name, truth_frames, wc, ww):
+    """Writes every slice as a frame of one Enhanced MR Image Storage instance.
+
+    Frame f + 1 holds the slice whose InstanceNumber would have been f + 1, so
+    with --shuffle the frames are not in spatial order. truth_frames[s] gets
+    the frame number of slice s.
+    """
+    depth = len(ipps_s)
+    order = sorted(range(depth), key=lambda s: numbers[s])  # frame index -> slice
+    ds = new_dataset(ENHANCED_MR_IMAGE_STORAGE, sop_uid, name)
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "VOLUME", "NONE"]
+    ds.InstanceNumber = 1
+    ds.ContentQualification = "PRODUCT"
+    ds.ResonantNucleus = "1H"
+    ds.MagneticFieldStrength = "3"
+    ds.AcquisitionContrast = "T1"
+    ds.PixelPresentation = "MONOCHROME"
+    ds.VolumetricProperties = "VOLUME"
+    ds.VolumeBasedCalculationTechnique = "NONE"
+    ds.ComplexImageComponent = "MAGNITUDE"
+    ds.BurnedInAnnotation = "NO"
+    ds.LossyImageCompression = "00"
+    ds.PresentationLUTShape = "IDENTITY"
+    ds.NumberOfFrames = depth
+    pixel_module(ds)
+
+    def item(**kw):
+        it = Dataset()
+        for k, val in kw.items():
+            setattr(it, k, val)
+        return it
+
+    measures = item(PixelSpacing=ps_s, SliceThickness=ds_str(slice_sp), SpacingBetweenSlices=ds_str(slice_sp))
+    orient = item(ImageOrientationPatient=iop_s)
+    rescale = item(RescaleIntercept=ds_str(args.intercept), RescaleSlope=ds_str(args.slope), RescaleType="US")
+    groups = {"PixelMeasuresSequence": measures, "PlaneOrientationSequence": orient,
+              "PixelValueTransformationSequence": rescale}
+    shared = item(FrameVOILUTSequence=[item(WindowCenter=ds_str(wc), WindowWidth=ds_str(ww))],
+                  MREchoSequence=[item(EffectiveEchoTime=2.98)])
+    if args.enhanced_groups == "shared":
+        for k, val in groups.items():
+            setattr(shared, k, [val])
+    ds.SharedFunctionalGroupsSequence = [shared]
+    dim_org = generate_uid(entropy_srcs=[sop_uid, "dim"])
+    ds.DimensionOrganizationSequence = [item(DimensionOrganizationUID=dim_org)]
+    ds.DimensionIndexSequence = [
+        item(DimensionOrganizationUID=dim_org, DimensionIndexPointer=0x00209056, FunctionalGroupPointer=0x00209111),
+        item(DimensionOrganizationUID=dim_org, DimensionIndexPointer=0x00209057, FunctionalGroupPointer=0x00209111),
+    ]
+    per_frame = []
+    for f, s in enumerate(order):
+        truth_frames[s] = f + 1
+        fg = item(FrameContentSequence=[item(StackID="1", InStackPositionNumber=s + 1, DimensionIndexValues=[1, s + 1])],
+                  PlanePositionSequence=[item(ImagePositionPatient=ipps_s[s])])
+        if args.enhanced_groups == "perframe":
+            for k, val in groups.items():
+                setattr(fg, k, [val])
+        per_frame.append(fg)
+    ds.PerFrameFunctionalGroupsSequence = per_frame
+    set_pixels(ds, b"".join(stored[s].tobytes() for s in order))
+    ds.save_as(os.path.join(args.out, name), write_like_original=False)
+
+
 def main(argv):
     args = parse_args(argv)
     if float(ds_str(args.slope)) != args.slope or float(ds_str(args.intercept)) != args.intercept:
@@ -287,20 +379,19 @@ def main(argv):
     ts = ExplicitVRLittleEndian if args.transfer_syntax == "explicit" else ImplicitVRLittleEndian
     wc = (float(truth_vals.max()) + float(truth_vals.min())) / 2
     ww = max(float(truth_vals.max()) - float(truth_vals.min()), 1.0)
-    for s in range(depth):
+    def new_dataset(sop_class, sop_uid, name):
         meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = MR_IMAGE_STORAGE
-        meta.MediaStorageSOPInstanceUID = sop_uids[s]
+        meta.MediaStorageSOPClassUID = sop_class
+        meta.MediaStorageSOPInstanceUID = sop_uid
         meta.TransferSyntaxUID = ts
         meta.ImplementationClassUID = "1.2.826.0.1.3680043.8.498.1"
         meta.ImplementationVersionName = "SEGBRIDGE_MKS"
-        ds = FileDataset(names[s], {}, file_meta=meta, preamble=b"\0" * 128)
+        ds = FileDataset(name, {}, file_meta=meta, preamble=b"\0" * 128)
         ds.is_little_endian = True
         ds.is_implicit_VR = args.transfer_syntax == "implicit"
         ds.SpecificCharacterSet = "ISO_IR 100"
-        ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "ND"]
-        ds.SOPClassUID = MR_IMAGE_STORAGE
-        ds.SOPInstanceUID = sop_uids[s]
+        ds.SOPClassUID = sop_class
+        ds.SOPInstanceUID = sop_uid
         ds.StudyDate = ds.SeriesDate = ds.AcquisitionDate = ds.ContentDate = now.strftime("%Y%m%d")
         ds.StudyTime = ds.SeriesTime = ds.AcquisitionTime = ds.ContentTime = now.strftime("%H%M%S")
         ds.AccessionNumber = "SB%06d" % args.series_number
@@ -317,52 +408,98 @@ def main(argv):
         ds.PatientBirthDate = "19700101"
         ds.PatientSex = "O"
         ds.BodyPartExamined = "BRAIN"
-        ds.ScanningSequence = "GR"
-        ds.SequenceVariant = ["SP", "MP"]
-        ds.ScanOptions = ""
-        ds.MRAcquisitionType = "3D"
-        ds.SliceThickness = ds_str(slice_sp)
-        ds.SpacingBetweenSlices = ds_str(slice_sp)
-        ds.RepetitionTime = "2300"
-        ds.EchoTime = "2.98"
-        ds.MagneticFieldStrength = "3"
-        ds.PatientPosition = "HFS"
         ds.StudyInstanceUID = study_uid
         ds.SeriesInstanceUID = series_uid
         ds.StudyID = "1"
         ds.SeriesNumber = args.series_number
-        ds.AcquisitionNumber = 1
-        ds.InstanceNumber = numbers[s]
-        ds.ImagePositionPatient = ipps_s[s]
-        ds.ImageOrientationPatient = iop_s
         ds.FrameOfReferenceUID = for_uid
         ds.PositionReferenceIndicator = ""
-        ds.SliceLocation = ds_str(float(np.dot(ipps[s], n)))
+        return ds
+
+    def pixel_module(ds):
         ds.SamplesPerPixel = 1
         ds.PhotometricInterpretation = "MONOCHROME2"
         ds.Rows = rows
         ds.Columns = cols
-        ds.PixelSpacing = ps_s
         ds.BitsAllocated = args.bits
         ds.BitsStored = bits_stored
         ds.HighBit = bits_stored - 1
         ds.PixelRepresentation = 1 if args.signed else 0
-        ds.WindowCenter = ds_str(wc)
-        ds.WindowWidth = ds_str(ww)
-        ds.RescaleIntercept = ds_str(args.intercept)
-        ds.RescaleSlope = ds_str(args.slope)
-        ds.RescaleType = "US"
-        if args.signed:
-            ds.SmallestImagePixelValue = int(stored[s].min())
-            ds.LargestImagePixelValue = int(stored[s].max())
-            ds["SmallestImagePixelValue"].VR = "SS"
-            ds["LargestImagePixelValue"].VR = "SS"
-        pixels = stored[s].tobytes()
+
+    def set_pixels(ds, pixels):
         if len(pixels) % 2:
             pixels += b"\0"
         ds.PixelData = pixels
         ds["PixelData"].VR = "OB" if args.bits == 8 else "OW"
-        ds.save_as(os.path.join(args.out, names[s]), write_like_original=False)
+
+    truth_frames = [0] * depth
+    if args.enhanced:
+        write_enhanced(args, new_dataset, pixel_module, set_pixels, stored, numbers, ipps_s, iop_s, ps_s,
+                       slice_sp, uid("sop", series_uid, "enhanced"), names[0], truth_frames, wc, ww)
+        sop_uids = [uid("sop", series_uid, "enhanced")] * depth
+    else:
+        # Planes to write: (slice, position strings, orientation strings, echo, SOPInstanceUID, number, name).
+        planes = [[s, ipps_s[s], iop_s, 1, sop_uids[s], numbers[s], names[s]] for s in range(depth)]
+        mid = depth // 2
+        if args.defect == "mixed-orientation":
+            r = rotation(np.cross(u, v), 5.0)
+            planes[mid][2] = [ds_str(x) for x in list(r @ u) + list(r @ v)]
+        elif args.defect == "two-stacks":
+            for pl in planes[mid:]:
+                pl[1] = [ds_str(float(x) + 20.0 * float(c)) for x, c in zip(pl[1], u)]
+        elif args.defect == "duplicate":
+            planes.append([mid, ipps_s[mid], iop_s, 1, uid("sop", series_uid, "dup"), depth + 1,
+                           "%016x.dcm" % rng.getrandbits(64)])
+        elif args.defect == "gap":
+            del planes[mid]
+        for e in range(2, args.echoes + 1):
+            planes += [[s, ipps_s[s], iop_s, e, uid("sop", series_uid, s, "echo", e), numbers[s] + depth * (e - 1),
+                        "%016x.dcm" % rng.getrandbits(64)] for s in range(depth)]
+        for s, ipp_s, orient_s, echo, sop_uid, number, name in planes:
+            no_pixels = args.defect == "no-pixels"
+            ds = new_dataset(RAW_DATA_STORAGE if no_pixels else MR_IMAGE_STORAGE, sop_uid, name)
+            ds.InstanceNumber = number
+            ds.AcquisitionNumber = 1
+            ds.ImagePositionPatient = ipp_s
+            ds.ImageOrientationPatient = orient_s
+            if no_pixels:
+                ds.ContentDate, ds.ContentTime = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
+                ds.save_as(os.path.join(args.out, name), write_like_original=False)
+                continue
+            ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "ND"]
+            ds.ScanningSequence = "GR"
+            ds.SequenceVariant = ["SP", "MP"]
+            ds.ScanOptions = ""
+            ds.MRAcquisitionType = "3D"
+            ds.SliceThickness = ds_str(slice_sp)
+            ds.SpacingBetweenSlices = ds_str(slice_sp)
+            ds.RepetitionTime = "2300"
+            ds.EchoTime = ds_str(2.98 + 5.0 * (echo - 1))
+            ds.EchoNumbers = echo
+            ds.MagneticFieldStrength = "3"
+            ds.PatientPosition = "HFS"
+            ds.SliceLocation = ds_str(float(np.dot([float(x) for x in ipp_s], n)))
+            pixel_module(ds)
+            ds.PixelSpacing = ps_s
+            ds.WindowCenter = ds_str(wc)
+            ds.WindowWidth = ds_str(ww)
+            ds.RescaleIntercept = ds_str(args.intercept)
+            ds.RescaleSlope = ds_str(args.slope)
+            ds.RescaleType = "US"
+            if args.signed:
+                ds.SmallestImagePixelValue = int(stored[s].min())
+                ds.LargestImagePixelValue = int(stored[s].max())
+                ds["SmallestImagePixelValue"].VR = "SS"
+                ds["LargestImagePixelValue"].VR = "SS"
+            set_pixels(ds, stored[s].tobytes())
+            if args.defect == "j2k":
+                # Labelled JPEG 2000 with a fragment no decoder accepts: what
+                # a store without a JPEG 2000 codec cannot transcode.
+                ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.90"
+                ds.PixelData = encapsulate([b"\xff\x4f\xff\x51" + bytes(64)])
+                ds["PixelData"].VR = "OB"
+                ds.is_implicit_VR = False
+            ds.save_as(os.path.join(args.out, name), write_like_original=False)
 
     first, last = np.array(ipps[0]), np.array(ipps[-1])
     if depth > 1:
@@ -391,8 +528,9 @@ def main(argv):
         "study_instance_uid": study_uid,
         "series_instance_uid": series_uid,
         "frame_of_reference_uid": for_uid,
-        "slices": [{"sop_instance_uid": sop_uids[s], "instance_number": numbers[s],
-                    "position": ipps[s], "file": names[s]} for s in range(depth)],
+        "enhanced": bool(args.enhanced),
+        "slices": [{"sop_instance_uid": sop_uids[s], "instance_number": numbers[s], "frame": truth_frames[s],
+                    "position": ipps[s], "file": names[0] if args.enhanced else names[s]} for s in range(depth)],
     }
     with open(os.path.join(truth_dir, "truth.json"), "w") as f:
         json.dump(truth, f, indent=1)

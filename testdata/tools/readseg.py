@@ -10,14 +10,17 @@ python3-numpy. It writes to OUTDIR:
               sop_class_uid, sop_instance_uid, series_instance_uid,
               study_instance_uid, frame_of_reference_uid, patient_id,
               modality, transfer_syntax_uid,
+              maximum_fractional_value, fractional_type (FRACTIONAL only),
               frames: [{segment, ipp: [x, y, z], ref_sop_instance_uid,
-                        ref_sop_class_uid, dimension_index_values}],
+                        ref_sop_class_uid, ref_frame_number (or null),
+                        dimension_index_values}],
               segments: [{number, label, algorithm_type, category: {value,
                           scheme, meaning}, type: {...}, cielab: [L, a, b],
                           algorithm_name, algorithm_version, algorithm_family}],
               referenced_series: {uid, instances: [{sop_class_uid,
                                                     sop_instance_uid}]}}
-  frames.u8  frames x rows x cols bytes, 0 or 1, in frame order.
+  frames.u8  frames x rows x cols bytes, 0 or 1 (FRACTIONAL: the stored
+             0..MaximumFractionalValue), in frame order.
 
 The pixel data is unpacked here (numpy.unpackbits, bitorder little), not by
 pydicom, so that the check of the bit packing does not rest on one library.
@@ -68,8 +71,10 @@ def main(argv):
     if ds.SOPClassUID != "1.2.840.10008.5.1.4.1.1.66.4":
         print("not a Segmentation Storage instance: %s" % ds.SOPClassUID, file=sys.stderr)
         return 1
-    if ds.SegmentationType != "BINARY" or int(ds.BitsAllocated) != 1:
-        print("only BINARY segmentations are supported", file=sys.stderr)
+    fractional = ds.SegmentationType == "FRACTIONAL"
+    if not ((ds.SegmentationType == "BINARY" and int(ds.BitsAllocated) == 1)
+            or (fractional and int(ds.BitsAllocated) == 8)):
+        print("only BINARY (1-bit) and FRACTIONAL (8-bit) segmentations are supported", file=sys.stderr)
         return 1
 
     rows, cols = int(ds.Rows), int(ds.Columns)
@@ -87,6 +92,8 @@ def main(argv):
             "ipp": [float(x) for x in pos.ImagePositionPatient] if pos is not None else None,
             "ref_sop_instance_uid": str(src.ReferencedSOPInstanceUID) if src is not None else None,
             "ref_sop_class_uid": str(src.ReferencedSOPClassUID) if src is not None else None,
+            "ref_frame_number": int(src.ReferencedFrameNumber)
+            if src is not None and "ReferencedFrameNumber" in src else None,
             "dimension_index_values": [int(x) for x in content.DimensionIndexValues]
             if content is not None and "DimensionIndexValues" in content else None,
         })
@@ -122,11 +129,18 @@ def main(argv):
     # least significant bit first, with no padding between frames.
     raw = np.frombuffer(ds.PixelData, dtype=np.uint8)
     need = nframes * rows * cols
-    if raw.size * 8 < need:
+    if fractional:
+        if raw.size < need:
+            print("PixelData has %d bytes, %d frames of %dx%d need %d" % (raw.size, nframes, rows, cols, need),
+                  file=sys.stderr)
+            return 1
+        bits = raw[:need].reshape(nframes, rows, cols)
+    elif raw.size * 8 < need:
         print("PixelData has %d bytes, %d frames of %dx%d need %d bits"
               % (raw.size, nframes, rows, cols, need), file=sys.stderr)
         return 1
-    bits = np.unpackbits(raw, bitorder="little")[:need].reshape(nframes, rows, cols)
+    else:
+        bits = np.unpackbits(raw, bitorder="little")[:need].reshape(nframes, rows, cols)
 
     os.makedirs(out, exist_ok=True)
     info = {
@@ -134,6 +148,8 @@ def main(argv):
         "cols": cols,
         "number_of_frames": nframes,
         "segmentation_type": str(ds.SegmentationType),
+        "maximum_fractional_value": int(ds.MaximumFractionalValue) if fractional else None,
+        "fractional_type": str(ds.SegmentationFractionalType) if fractional else None,
         "sop_class_uid": str(ds.SOPClassUID),
         "sop_instance_uid": str(ds.SOPInstanceUID),
         "series_instance_uid": str(ds.SeriesInstanceUID),

@@ -135,10 +135,13 @@ type Runtime struct {
 
 type sessionKey struct {
 	onnxPath, version, input, output string
+	mode                             model.InputMode
 }
 
 type session struct {
 	s *ort.DynamicAdvancedSession
+	// batch is the graph's fixed batch size in slice mode, 0 when free.
+	batch int64
 }
 
 // NewRuntime loads the ONNX Runtime library (once per process) and decides on
@@ -241,13 +244,14 @@ func (r *Runtime) sessionOptions(cuda bool) (*ort.SessionOptions, error) {
 // session returns the cached session for m, creating it on first use. The
 // caller holds r.life for reading.
 func (r *Runtime) session(m *model.Model) (*session, error) {
-	key := sessionKey{m.ONNXPath, m.Version, m.Input.Name, m.Output.Name}
+	key := sessionKey{m.ONNXPath, m.Version, m.Input.Name, m.Output.Name, m.Input.Mode}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if s, ok := r.sessions[key]; ok {
 		return s, nil
 	}
-	if err := checkModelIO(m); err != nil {
+	batch, err := checkModelIO(m)
+	if err != nil {
 		return nil, err
 	}
 	start := time.Now()
@@ -261,6 +265,7 @@ func (r *Runtime) session(m *model.Model) (*session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("model %s: load %s: %w", m.Name, m.ONNXPath, err)
 	}
+	s.batch = batch
 	r.logger.Info().Str("model", m.Name).Str("version", m.Version).Str("device", r.device).
 		Dur("load", time.Since(start)).Msg("model loaded")
 	r.sessions[key] = s
@@ -282,46 +287,69 @@ func (r *Runtime) newSession(m *model.Model, cuda bool) (*session, error) {
 
 // checkModelIO compares the graph's declared inputs and outputs with the
 // manifest, so that a model that does not fit fails with a reason before any
-// data is fed to it.
-func checkModelIO(m *model.Model) error {
+// data is fed to it. It returns the input's fixed batch size in slice mode (0
+// when free).
+func checkModelIO(m *model.Model) (int64, error) {
 	ins, outs, err := ort.GetInputOutputInfo(m.ONNXPath)
 	if err != nil {
-		return fmt.Errorf("model %s: read %s: %w", m.Name, m.ONNXPath, err)
+		return 0, fmt.Errorf("model %s: read %s: %w", m.Name, m.ONNXPath, err)
 	}
 	mismatch := func(format string, args ...any) error {
 		return fmt.Errorf("model %s: %s: %w", m.Name, fmt.Sprintf(format, args...), ErrModelMismatch)
 	}
 	if len(ins) != 1 || ins[0].Name != m.Input.Name {
-		return mismatch("the manifest's input %q must be the graph's only input, but the graph has inputs %s", m.Input.Name, ioNames(ins))
+		return 0, mismatch("the manifest's input %q must be the graph's only input, but the graph has inputs %s", m.Input.Name, ioNames(ins))
 	}
-	if err := checkTensorInfo(ins[0], "input"); err != nil {
-		return mismatch("%v", err)
+	rank, layout := 5, "[1, C, D, H, W]"
+	if m.Input.Mode == model.InputSlices {
+		rank, layout = 4, "[N, C, H, W]"
 	}
-	if d := ins[0].Dimensions; d[1] > 0 && d[1] != 1 {
-		return mismatch("input %q has %d channels, but volume mode feeds 1", ins[0].Name, d[1])
+	in := ins[0]
+	if err := checkTensorInfo(in, "input", m.Input.Mode, rank, layout); err != nil {
+		return 0, mismatch("%v", err)
+	}
+	d := in.Dimensions
+	wantC := int64(1)
+	if m.Input.Mode == model.InputSlices {
+		wantC = int64(m.Input.Channels)
+	}
+	if d[1] > 0 && d[1] != wantC {
+		return 0, mismatch("input %q has %d channels, but %s mode feeds %d", in.Name, d[1], m.Input.Mode, wantC)
+	}
+	if m.Input.Mode == model.InputWindow {
+		p := m.Input.PatchSize
+		for i, name := range []string{"D", "H", "W"} {
+			if d[2+i] > 0 && d[2+i] != int64(p[i]) {
+				return 0, mismatch("input %q has shape %v, but the manifest's patch_size is %v (%s differs)", in.Name, d, p, name)
+			}
+		}
 	}
 	for _, o := range outs {
 		if o.Name == m.Output.Name {
-			if err := checkTensorInfo(o, "output"); err != nil {
-				return mismatch("%v", err)
+			if err := checkTensorInfo(o, "output", m.Input.Mode, rank, strings.Replace(layout, "C", "K", 1)); err != nil {
+				return 0, mismatch("%v", err)
 			}
-			return nil
+			var batch int64
+			if m.Input.Mode == model.InputSlices && d[0] > 0 {
+				batch = d[0]
+			}
+			return batch, nil
 		}
 	}
-	return mismatch("the graph has no output %q (it has %s)", m.Output.Name, ioNames(outs))
+	return 0, mismatch("the graph has no output %q (it has %s)", m.Output.Name, ioNames(outs))
 }
 
-func checkTensorInfo(info ort.InputOutputInfo, what string) error {
+func checkTensorInfo(info ort.InputOutputInfo, what string, mode model.InputMode, rank int, layout string) error {
 	if info.OrtValueType != ort.ONNXTypeTensor {
 		return fmt.Errorf("%s %q is a %s, want a tensor", what, info.Name, info.OrtValueType)
 	}
 	if info.DataType != ort.TensorElementDataTypeFloat {
 		return fmt.Errorf("%s %q has element type %s, want float32", what, info.Name, info.DataType)
 	}
-	if len(info.Dimensions) != 5 {
-		return fmt.Errorf("%s %q has shape %v, want 5 dimensions [1, C, D, H, W]", what, info.Name, info.Dimensions)
+	if len(info.Dimensions) != rank {
+		return fmt.Errorf("%s %q has shape %v, but %s mode needs %d dimensions %s", what, info.Name, info.Dimensions, mode, rank, layout)
 	}
-	if b := info.Dimensions[0]; b > 1 {
+	if b := info.Dimensions[0]; b > 1 && mode != model.InputSlices {
 		return fmt.Errorf("%s %q has batch size %d, want 1", what, info.Name, b)
 	}
 	return nil

@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"strings"
 	"time"
 
 	ort "github.com/yalue/onnxruntime_go"
 
 	"github.com/segbridge/segbridge/internal/model"
+	"github.com/segbridge/segbridge/internal/preprocess"
 	"github.com/segbridge/segbridge/internal/volume"
 )
 
@@ -27,13 +27,48 @@ type Result struct {
 	// segment labels.
 	Labels []uint8
 	// Preprocess, Inference and Postprocess are how long each stage took.
-	// Inference includes creating the input tensor but not loading the model.
+	// Inference includes creating the input tensors but not loading the
+	// model; Postprocess includes deciding labels from the output.
 	Preprocess, Inference, Postprocess time.Duration
+	// Steps are the finer steps in the order they ran (geometry,
+	// intensity, crop, inference, labels, components, map back), for
+	// people reading timings.
+	Steps []Step
+	// ModelShape is the [D, H, W] the model was run on (after geometry and
+	// crop).
+	ModelShape [3]int
+}
+
+// Step is one timed step of a segmentation.
+type Step struct {
+	Name     string
+	Duration time.Duration
+}
+
+// Progress is reported to SegmentOptions.Progress.
+type Progress struct {
+	// Stage is preprocess, inference or postprocess.
+	Stage string
+	// Done of Total runs of the model (slices batches or windows) are
+	// finished; Total is 1 in volume mode and 0 outside inference.
+	Done, Total int
+}
+
+// SegmentOptions are the optional parts of a segmentation.
+type SegmentOptions struct {
+	// Progress, when set, is called from Segment's goroutine when a stage
+	// starts and after every run of the model.
+	Progress func(Progress)
 }
 
 // Segment runs m on v and returns a label for every voxel of v. v is not
 // modified. Cancelling ctx stops a running inference.
 func (r *Runtime) Segment(ctx context.Context, m *model.Model, v *volume.Volume) (*Result, error) {
+	return r.SegmentWith(ctx, m, v, SegmentOptions{})
+}
+
+// SegmentWith is Segment with options.
+func (r *Runtime) SegmentWith(ctx context.Context, m *model.Model, v *volume.Volume, opts SegmentOptions) (*Result, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("model %s: %w", m.Name, err)
 	}
@@ -42,70 +77,97 @@ func (r *Runtime) Segment(ctx context.Context, m *model.Model, v *volume.Volume)
 	if r.closed {
 		return nil, errors.New("runtime is closed")
 	}
-	if m.Input.Mode != model.InputVolume {
-		return nil, fmt.Errorf("model %s: input mode %q is not supported: %w", m.Name, m.Input.Mode, ErrModelMismatch)
-	}
-	n, err := checkVolume(v)
-	if err != nil {
+	if _, err := checkVolume(v); err != nil {
 		return nil, fmt.Errorf("model %s: %w", m.Name, err)
 	}
+	progress := opts.Progress
+	if progress == nil {
+		progress = func(Progress) {}
+	}
 	res := &Result{}
+	step := func(name string, start time.Time) time.Duration {
+		d := time.Since(start)
+		res.Steps = append(res.Steps, Step{name, d})
+		return d
+	}
 
+	progress(Progress{Stage: "preprocess"})
 	t0 := time.Now()
-	input := normalise(v.Data, m.Preprocess.Intensity)
+	in, err := prepare(m, v, step)
+	if err != nil {
+		return nil, fmt.Errorf("model %s: preprocess: %w", m.Name, err)
+	}
 	res.Preprocess = time.Since(t0)
+	res.ModelShape = [3]int{in.box.Dims()[2], in.box.Dims()[1], in.box.Dims()[0]}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("model %s: %w", m.Name, err)
+	}
 
 	sess, err := r.session(m)
 	if err != nil {
 		return nil, err
 	}
 
+	progress(Progress{Stage: "inference"})
 	t0 = time.Now()
-	out, err := r.run(ctx, sess, input, v)
+	var labels []uint8
+	var decideTime time.Duration
+	switch m.Input.Mode {
+	case model.InputVolume:
+		labels, decideTime, err = r.runVolume(ctx, m, sess, in.data, in.box.Dims(), progress)
+	case model.InputSlices:
+		labels, decideTime, err = r.runSlices(ctx, m, sess, in.data, in.box.Dims(), progress)
+	case model.InputWindow:
+		labels, decideTime, err = r.runWindow(ctx, m, sess, in.data, in.box.Dims(), progress)
+	default:
+		err = fmt.Errorf("input mode %q is not supported: %w", m.Input.Mode, ErrModelMismatch)
+	}
 	if err != nil {
+		if strings.HasPrefix(err.Error(), "model ") {
+			return nil, err
+		}
 		return nil, fmt.Errorf("model %s: %w", m.Name, err)
 	}
-	defer out.Destroy()
-	res.Inference = time.Since(t0)
+	in.data = nil // the input is no longer needed; let it go before postprocessing
+	res.Inference = time.Since(t0) - decideTime
+	res.Steps = append(res.Steps, Step{"inference", res.Inference}, Step{"labels", decideTime})
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("model %s: %w", m.Name, err)
 	}
 
+	progress(Progress{Stage: "postprocess"})
 	t0 = time.Now()
-	res.Labels, err = labels(m, out, v, n)
+	res.Labels, err = finish(m, in, labels, step)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("model %s: postprocess: %w", m.Name, err)
 	}
-	res.Postprocess = time.Since(t0)
+	res.Postprocess = time.Since(t0) + decideTime
 
 	r.logger.Debug().Str("model", m.Name).Str("device", r.Device()).
-		Ints("shape", []int{v.Depth, v.Rows, v.Cols}).
+		Ints("shape", []int{v.Depth, v.Rows, v.Cols}).Ints("model_shape", res.ModelShape[:]).
 		Dur("preprocess", res.Preprocess).Dur("inference", res.Inference).Dur("postprocess", res.Postprocess).
 		Msg("segmented")
 	return res, nil
 }
 
-// run feeds input as [1, 1, Depth, Rows, Cols] and returns the output, which
-// the caller destroys. Cancelling ctx terminates the run.
-func (r *Runtime) run(ctx context.Context, sess *session, input []float32, v *volume.Volume) (ort.Value, error) {
-	in, err := ort.NewTensor(ort.NewShape(1, 1, int64(v.Depth), int64(v.Rows), int64(v.Cols)), input)
-	if err != nil {
-		return nil, fmt.Errorf("input tensor: %w", err)
-	}
-	defer in.Destroy()
-
+// newRunOptions returns run options that terminate the run when ctx ends;
+// the caller calls the returned release.
+func (r *Runtime) newRunOptions(ctx context.Context) (*ort.RunOptions, func(), error) {
 	runOpts, err := ort.NewRunOptions()
 	if err != nil {
-		return nil, fmt.Errorf("run options: %w", err)
+		return nil, nil, fmt.Errorf("run options: %w", err)
 	}
-	defer runOpts.Destroy()
 	stop := context.AfterFunc(ctx, func() {
 		if err := runOpts.Terminate(); err != nil {
 			r.logger.Warn().Err(err).Msg("cannot terminate the inference")
 		}
 	})
-	defer stop()
+	return runOpts, func() { stop(); runOpts.Destroy() }, nil
+}
 
+// runOnce feeds one input tensor and returns the output, which the caller
+// destroys. Cancelling ctx terminates the run.
+func runOnce(ctx context.Context, sess *session, runOpts *ort.RunOptions, in ort.Value) (ort.Value, error) {
 	outs := []ort.Value{nil}
 	if err := sess.s.RunWithOptions([]ort.Value{in}, outs, runOpts); err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
@@ -114,6 +176,160 @@ func (r *Runtime) run(ctx context.Context, sess *session, input []float32, v *vo
 		return nil, fmt.Errorf("run: %w", err)
 	}
 	return outs[0], nil
+}
+
+// runVolume feeds data ([D, H, W] = dims reversed) as [1, 1, D, H, W] and
+// decides the labels from the [1, C, D, H, W] output.
+func (r *Runtime) runVolume(ctx context.Context, m *model.Model, sess *session, data []float32, dims [3]int, progress func(Progress)) ([]uint8, time.Duration, error) {
+	progress(Progress{Stage: "inference", Total: 1})
+	shape := ort.NewShape(1, 1, int64(dims[2]), int64(dims[1]), int64(dims[0]))
+	in, err := ort.NewTensor(shape, data)
+	if err != nil {
+		return nil, 0, fmt.Errorf("input tensor: %w", err)
+	}
+	defer in.Destroy()
+	runOpts, release, err := r.newRunOptions(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer release()
+	out, err := runOnce(ctx, sess, runOpts, in)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer out.Destroy()
+	progress(Progress{Stage: "inference", Done: 1, Total: 1})
+	t0 := time.Now()
+	labels, err := volumeLabels(m, out, dims)
+	return labels, time.Since(t0), err
+}
+
+// volumeLabels checks a [1, C, D, H, W] output against the input's dims and
+// the manifest and decides one label per voxel.
+func volumeLabels(m *model.Model, out ort.Value, dims [3]int) ([]uint8, error) {
+	t, shape, err := floatOutput(m, out)
+	if err != nil {
+		return nil, err
+	}
+	mismatch := shapeMismatch(m, shape)
+	if len(shape) != 5 || shape[0] != 1 {
+		return nil, mismatch("segbridge needs [1, C, D, H, W]")
+	}
+	if shape[2] != int64(dims[2]) || shape[3] != int64(dims[1]) || shape[4] != int64(dims[0]) {
+		return nil, mismatch("the input was %s", shapeString(ort.NewShape(1, 1, int64(dims[2]), int64(dims[1]), int64(dims[0]))))
+	}
+	n := dims[0] * dims[1] * dims[2]
+	d, err := newDecider(m, int(shape[1]), mismatch)
+	if err != nil {
+		return nil, err
+	}
+	data := t.GetData()
+	if len(data) != d.channels*n {
+		return nil, mismatch("it holds %d values", len(data))
+	}
+	labels := make([]uint8, n)
+	d.decide(data, n, n, labels)
+	return labels, nil
+}
+
+func floatOutput(m *model.Model, out ort.Value) (*ort.Tensor[float32], ort.Shape, error) {
+	t, ok := out.(*ort.Tensor[float32])
+	if !ok {
+		return nil, nil, fmt.Errorf("model %s: output %q is a %s of %s, want a float32 tensor: %w",
+			m.Name, m.Output.Name, out.GetONNXType(), ort.TensorElementDataType(out.DataType()), ErrModelMismatch)
+	}
+	return t, out.GetShape(), nil
+}
+
+func shapeMismatch(m *model.Model, shape ort.Shape) func(format string, args ...any) error {
+	return func(format string, args ...any) error {
+		return fmt.Errorf("model %s: output %q has shape %s but %s: %w",
+			m.Name, m.Output.Name, shapeString(shape), fmt.Sprintf(format, args...), ErrModelMismatch)
+	}
+}
+
+// decider turns per-voxel channel values into labels as the manifest says.
+type decider struct {
+	channels    int
+	thresholded bool
+	threshold   float32
+	// label[c] is the label of channel c (0 for background or undescribed).
+	label []uint8
+}
+
+// newDecider checks that an output with the given number of channels fits
+// the manifest and returns how to read it.
+func newDecider(m *model.Model, channels int, mismatch func(string, ...any) error) (*decider, error) {
+	act := m.Output.Activation
+	maxClass := m.MaxClass()
+	what := "labels"
+	if m.Output.Remap != nil {
+		what = "classes"
+	}
+	offset := 0 // class of channel c is c + offset
+	switch want := m.OutputChannels(); {
+	case m.Output.Channels > 0 && channels != want:
+		return nil, mismatch("the manifest's output.channels is %d", want)
+	case act == model.ActivationSigmoid:
+		if channels != want {
+			return nil, mismatch("the manifest's sigmoid activation needs %s (one per %s 1..%d)", plural(want, "channel"), strings.TrimSuffix(what, "s"), maxClass)
+		}
+		offset = 1
+	case act == model.ActivationSoftmax || (act == model.ActivationNone && channels > 1):
+		if m.Output.Channels == 0 && channels != maxClass+1 {
+			return nil, mismatch("the manifest's %s activation needs %s (background and %s 1..%d)", act, plural(maxClass+1, "channel"), what, maxClass)
+		}
+	case act == model.ActivationNone:
+		if maxClass != 1 {
+			return nil, mismatch("the manifest's none activation with one channel gives label 1 only, and its segments go up to %s %d", strings.TrimSuffix(what, "s"), maxClass)
+		}
+		offset = 1 // one channel: class 1 where it reaches the threshold
+	default:
+		return nil, fmt.Errorf("model %s: activation %q: %w", m.Name, act, ErrModelMismatch)
+	}
+	// Labels without a segment are written as background, so that the SEG
+	// never holds a label it does not describe.
+	var described [256]bool
+	for _, s := range m.Manifest.Segments {
+		described[s.Label] = true
+	}
+	d := &decider{
+		channels:    channels,
+		thresholded: act != model.ActivationSoftmax && offset == 1,
+		threshold:   float32(m.Output.ThresholdOrDefault()),
+		label:       make([]uint8, channels),
+	}
+	for c := range channels {
+		if l := m.LabelOf(c + offset); l > 0 && l < 256 && described[l] {
+			d.label[c] = uint8(l)
+		}
+	}
+	return d, nil
+}
+
+// decide labels n voxels whose channel c value of voxel p is
+// data[c*stride+p], into out[:n].
+func (d *decider) decide(data []float32, n, stride int, out []uint8) {
+	decideRange := func(lo, hi int) {
+		for p := lo; p < hi; p++ {
+			best, bestC := data[p], 0
+			for c := 1; c < d.channels; c++ {
+				if x := data[c*stride+p]; x > best {
+					best, bestC = x, c
+				}
+			}
+			if d.thresholded && !(best >= d.threshold) {
+				out[p] = 0
+				continue
+			}
+			out[p] = d.label[bestC]
+		}
+	}
+	if n < 1<<16 {
+		decideRange(0, n)
+		return
+	}
+	parallelRange(n, decideRange)
 }
 
 // checkVolume returns the number of voxels, or an error if v is not a
@@ -132,109 +348,26 @@ func checkVolume(v *volume.Volume) (int, error) {
 	return n, nil
 }
 
-// normalise returns data with the manifest's intensity normalisation applied,
-// in a new slice (or data itself for method none, which ONNX Runtime only
-// reads).
-func normalise(data []float32, in model.Intensity) []float32 {
-	var lo, hi float64
+// normalise applies the manifest's intensity normalisation to data in place.
+func normalise(data []float32, in model.Intensity) {
 	switch in.Method {
 	case model.IntensityNone:
-		return data
 	case model.IntensityFixed:
-		lo, hi = *in.Min, *in.Max
+		preprocess.Window(data, *in.Min, *in.Max, true)
+	case model.IntensityPercentile:
+		preprocess.Percentile(data, *in.Lower, *in.Upper, in.Clip)
+	case model.IntensityZScore:
+		preprocess.ZScore(data, in.Foreground)
+	case model.IntensityRobust255:
+		upper := 99.9
+		if in.Upper != nil {
+			upper = *in.Upper
+		}
+		lo, hi := preprocess.RobustRange(data, upper)
+		preprocess.Scale255(data, lo, hi)
 	default: // minmax, the default
-		lo, hi = math.Inf(1), math.Inf(-1)
-		for _, x := range data {
-			lo = min(lo, float64(x))
-			hi = max(hi, float64(x))
-		}
+		preprocess.MinMax(data)
 	}
-	out := make([]float32, len(data))
-	if !(hi > lo) { // constant volume (or only NaNs): all 0
-		return out
-	}
-	scale := 1 / (hi - lo)
-	clip := in.Method == model.IntensityFixed
-	for i, x := range data {
-		y := (float64(x) - lo) * scale
-		if clip {
-			y = min(max(y, 0), 1)
-		}
-		out[i] = float32(y)
-	}
-	return out
-}
-
-// labels turns the output [1, C, D, H, W] into one label per voxel as the
-// manifest's activation says, after checking that the output fits.
-func labels(m *model.Model, out ort.Value, v *volume.Volume, n int) ([]uint8, error) {
-	shape := out.GetShape()
-	mismatch := func(format string, args ...any) error {
-		return fmt.Errorf("model %s: output %q has shape %s but %s: %w",
-			m.Name, m.Output.Name, shapeString(shape), fmt.Sprintf(format, args...), ErrModelMismatch)
-	}
-	t, ok := out.(*ort.Tensor[float32])
-	if !ok {
-		return nil, fmt.Errorf("model %s: output %q is a %s of %s, want a float32 tensor: %w",
-			m.Name, m.Output.Name, out.GetONNXType(), ort.TensorElementDataType(out.DataType()), ErrModelMismatch)
-	}
-	if len(shape) != 5 || shape[0] != 1 {
-		return nil, mismatch("segbridge needs [1, C, D, H, W]")
-	}
-	if shape[2] != int64(v.Depth) || shape[3] != int64(v.Rows) || shape[4] != int64(v.Cols) {
-		return nil, mismatch("the input was %s", shapeString(ort.NewShape(1, 1, int64(v.Depth), int64(v.Rows), int64(v.Cols))))
-	}
-	channels := int(shape[1])
-	maxLabel := m.MaxLabel()
-	act := m.Output.Activation
-	threshold := float32(m.Output.ThresholdOrDefault())
-	var argmaxOffset int // label of channel c under argmax is c + offset
-	switch {
-	case act == model.ActivationSigmoid:
-		if channels != maxLabel {
-			return nil, mismatch("the manifest's sigmoid activation needs %s (one per label 1..%d)", plural(maxLabel, "channel"), maxLabel)
-		}
-		argmaxOffset = 1
-	case act == model.ActivationSoftmax || (act == model.ActivationNone && channels > 1):
-		if channels != maxLabel+1 {
-			return nil, mismatch("the manifest's %s activation needs %s (background and labels 1..%d)", act, plural(maxLabel+1, "channel"), maxLabel)
-		}
-	case act == model.ActivationNone:
-		if maxLabel != 1 {
-			return nil, mismatch("the manifest's none activation with one channel gives label 1 only, and its segments go up to label %d", maxLabel)
-		}
-		argmaxOffset = 1 // one channel: label 1 where it reaches the threshold
-	default:
-		return nil, fmt.Errorf("model %s: activation %q: %w", m.Name, act, ErrModelMismatch)
-	}
-	data := t.GetData()
-	if len(data) != channels*n {
-		return nil, mismatch("it holds %d values", len(data))
-	}
-
-	// Labels without a segment are written as background, so that the SEG
-	// never holds a label it does not describe.
-	var described [256]bool
-	for _, s := range m.Manifest.Segments {
-		described[s.Label] = true
-	}
-	thresholded := act != model.ActivationSoftmax && argmaxOffset == 1
-	labels := make([]uint8, n)
-	for i := range n {
-		best, bestC := data[i], 0
-		for c := 1; c < channels; c++ {
-			if x := data[c*n+i]; x > best {
-				best, bestC = x, c
-			}
-		}
-		if thresholded && !(best >= threshold) {
-			continue
-		}
-		if l := bestC + argmaxOffset; described[l] {
-			labels[i] = uint8(l)
-		}
-	}
-	return labels, nil
 }
 
 // shapeString writes a shape as [1,3,20,30,40].

@@ -258,7 +258,7 @@ func TestRuntime_Segment_Mismatch(t *testing.T) {
 		{
 			name:    "unsupported mode",
 			edits:   []func(*model.Manifest){func(m *model.Manifest) { m.Input.Mode = "slices" }},
-			wantErr: `input mode "slices" is not supported`,
+			wantErr: `input "input" has shape [1 1 -1 -1 -1], but slices mode needs 4 dimensions [N, C, H, W]`,
 		},
 	}
 	for _, tt := range tests {
@@ -333,7 +333,8 @@ func TestNormalise(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := normalise(tt.data, tt.in)
+			got := append([]float32(nil), tt.data...)
+			normalise(got, tt.in)
 			for i := range tt.want {
 				if math.Abs(float64(got[i]-tt.want[i])) > 1e-6 {
 					t.Fatalf("normalise(%v) = %v, want %v", tt.data, got, tt.want)
@@ -381,7 +382,7 @@ func TestLabels(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { out.Destroy() })
-			got, err := labels(m, out, v, 4)
+			got, err := volumeLabels(m, out, [3]int{v.Cols, v.Rows, v.Depth})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -53,15 +54,12 @@ func segmentCmd(ctx context.Context, logger zerolog.Logger, cfg *config.Config, 
 	if cfg.ORTLibrary == "" {
 		return errors.New("SEGBRIDGE_ORT_LIB is not set and .deps/onnxruntime/libonnxruntime.so.1 is absent: run make deps")
 	}
-	timings := []stageTime{}
+	bar := newProgressBar(stderr)
+	var timings []stageTime
 	stage := func(name string) func() {
-		fmt.Fprintf(stderr, "%-10s ...", name)
+		bar.stage(name)
 		start := time.Now()
-		return func() {
-			d := time.Since(start)
-			timings = append(timings, stageTime{name, d})
-			fmt.Fprintf(stderr, "\r%-10s %8.0f ms\n", name, float64(d.Microseconds())/1000)
-		}
+		return func() { timings = append(timings, stageTime{name, time.Since(start)}) }
 	}
 	total := time.Now()
 
@@ -85,19 +83,30 @@ func segmentCmd(ctx context.Context, logger zerolog.Logger, cfg *config.Config, 
 	if err != nil {
 		return err
 	}
+	instances, files = nil, nil // the volume holds what is needed
 	done()
+	if ok, why := m.Matches(model.SeriesInfo{Modality: vol.Modality}); !ok {
+		fmt.Fprintf(stderr, "warning: model %s does not apply to this series (%s); running it as asked\n", m.Name, why)
+	}
 
+	done = stage("load model")
 	rt, err := inference.NewRuntime(logger, runtimeConfig(cfg))
 	if err != nil {
 		return err
 	}
 	defer rt.Close()
-	done = stage("model")
-	res, err := rt.Segment(ctx, m, vol)
+	done()
+
+	start := time.Now()
+	res, err := rt.SegmentWith(ctx, m, vol, inference.SegmentOptions{Progress: bar.progress})
 	if err != nil {
+		bar.finish()
 		return err
 	}
-	done()
+	for _, st := range res.Steps {
+		timings = append(timings, stageTime{"  " + st.Name, st.Duration})
+	}
+	timings = append(timings, stageTime{"model", time.Since(start)})
 
 	done = stage("encode")
 	seg, err := dicomseg.Encode(vol, res.Labels, m.Segments(), dicomseg.Options{
@@ -107,16 +116,24 @@ func segmentCmd(ctx context.Context, logger zerolog.Logger, cfg *config.Config, 
 		SoftwareVersions:  "segbridge " + Version,
 	})
 	if err != nil {
+		bar.finish()
 		return err
 	}
 	if err := os.WriteFile(*out, seg.Bytes, 0o644); err != nil {
+		bar.finish()
 		return fmt.Errorf("write %s: %w", *out, err)
 	}
 	done()
-	fmt.Fprintf(stdout, "wrote %s: %d frames, segments %v, %dx%dx%d voxels (preprocess %.0f ms, inference %.0f ms, postprocess %.0f ms, total %.0f ms)\n",
-		*out, seg.Frames, seg.Segments, vol.Cols, vol.Rows, vol.Depth,
-		ms(res.Preprocess), ms(res.Inference), ms(res.Postprocess), ms(time.Since(total)))
-	return nil
+	bar.finish()
+
+	fmt.Fprintf(stdout, "wrote %s: %d frames, %d segments, %dx%dx%d voxels, model %s %s on %s (model input [D,H,W] = %v)\n",
+		*out, seg.Frames, len(seg.Segments), vol.Cols, vol.Rows, vol.Depth, m.Name, m.Version, rt.Device(), res.ModelShape)
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
+	for _, t := range timings {
+		fmt.Fprintf(tw, "%s\t%.0f ms\t\n", t.name, ms(t.d))
+	}
+	fmt.Fprintf(tw, "total\t%.0f ms\t\n", ms(time.Since(total)))
+	return tw.Flush()
 }
 
 type stageTime struct {
@@ -130,7 +147,7 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 // manifest path.
 func pickModel(cfg *config.Config, arg string) (*model.Model, error) {
 	if strings.HasSuffix(arg, ".yaml") || strings.HasSuffix(arg, ".yml") {
-		return model.Load(arg)
+		return model.Load(arg, model.WithFileDirs(cfg.ModelFiles...))
 	}
 	models, err := loadModels(cfg)
 	if err != nil {

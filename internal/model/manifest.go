@@ -44,44 +44,122 @@ type Manifest struct {
 	// Output says how the network's output becomes a label volume.
 	Output Output `yaml:"output"`
 	// Segments describes the labels that the model produces: label value, name,
-	// SNOMED CT category and type, display colour. At least one; labels 1..255,
-	// unique. Labels the model produces that are not listed here are written as
-	// background.
+	// SNOMED CT category and type, display colour. At least one (here or from
+	// SegmentsFrom); labels 1..255, unique. Labels the model produces that are
+	// not listed here are written as background.
 	Segments []dicomseg.Segment `yaml:"segments"`
+	// SegmentsFrom reads further segments from a colormap file; segments
+	// listed in Segments replace those of the same label.
+	SegmentsFrom *SegmentsFrom `yaml:"segments_from,omitempty"`
 }
 
-// Selector decides which series a model applies to.
+// Selector decides which series a model applies to. Every rule that is set
+// must match; an empty Selector matches every series.
 type Selector struct {
 	// Modalities lists the DICOM Modality values (e.g. MR, CT) the model is run
 	// on, compared case-insensitively. Empty means any modality.
 	Modalities []string `yaml:"modalities,omitempty"`
+	// SeriesDescription is a regular expression (Go syntax, e.g. "(?i)t1|mprage")
+	// that must match somewhere in the series' SeriesDescription. Empty means
+	// any description.
+	SeriesDescription string `yaml:"series_description,omitempty"`
+	// BodyParts lists BodyPartExamined values (e.g. BRAIN, HEAD), compared
+	// case-insensitively. Empty means any; a series without the attribute
+	// matches only when the list contains "" (written as '').
+	BodyParts []string `yaml:"body_parts,omitempty"`
+
+	descRe *regexp.Regexp
 }
 
 // InputMode is how a volume is presented to the network.
 type InputMode string
 
-// Input modes. Only InputVolume is implemented; 2-D slices and sliding-window
-// patches will be added as further modes.
+// Input modes. In every mode the model sees the (preprocessed) volume as
+// [D, H, W]: without a geometry section that is [Depth, Rows, Cols], the
+// series' own slices, rows and columns; with preprocess.geometry, D, H and W
+// are the axes named by its orientation, in that order.
 const (
-	// InputVolume feeds the whole volume as one float32 tensor
-	// [1, 1, Depth, Rows, Cols], the volume's own memory order.
+	// InputVolume feeds the whole volume (or its crop) as one float32 tensor
+	// [1, 1, D, H, W]; the output is [1, C, D, H, W].
 	InputVolume InputMode = "volume"
+	// InputSlices feeds 2-D slices [H, W] along D in batches: [N, C, H, W]
+	// with N = BatchSize (the last batch may be smaller) and C = Channels;
+	// the output is [N, K, H, W].
+	InputSlices InputMode = "slices"
+	// InputWindow feeds 3-D patches of PatchSize with Overlap, one at a time
+	// as [1, 1, PD, PH, PW], and blends the overlapping outputs
+	// [1, K, PD, PH, PW] into one [K, D, H, W] before the activation is
+	// decided. It holds K floats per voxel, so it suits models with few
+	// classes.
+	InputWindow InputMode = "window"
 )
 
-var inputModes = []InputMode{InputVolume}
+var inputModes = []InputMode{InputVolume, InputSlices, InputWindow}
+
+// Blending is how overlapping sliding-window outputs are combined.
+type Blending string
+
+// Blendings.
+const (
+	// BlendGaussian weighs each patch's voxels with a Gaussian centred on the
+	// patch (sigma 1/8 of its size, as nnU-Net), so patch borders count less.
+	BlendGaussian Blending = "gaussian"
+	// BlendConstant averages overlapping outputs with equal weights.
+	BlendConstant Blending = "constant"
+)
+
+var blendings = []Blending{BlendGaussian, BlendConstant}
+
+// ChannelMode is how slice mode fills C > 1 input channels.
+type ChannelMode string
+
+// Channel modes.
+const (
+	// ChannelsRepeat copies the slice into every channel (2-D networks with
+	// an RGB encoder).
+	ChannelsRepeat ChannelMode = "repeat"
+	// ChannelsNeighbours fills the channels with the C slices centred on the
+	// slice being segmented (2.5-D networks; C odd); slices beyond the
+	// volume's ends repeat the end slice.
+	ChannelsNeighbours ChannelMode = "neighbours"
+)
+
+var channelModes = []ChannelMode{ChannelsRepeat, ChannelsNeighbours}
 
 // Input describes the network's input.
 type Input struct {
 	// Name of the graph input. Default "input".
 	Name string `yaml:"name"`
-	// Mode is how the volume is fed. Default and, for now, only value: volume.
+	// Mode is volume (the default), slices or window.
 	Mode InputMode `yaml:"mode"`
+	// BatchSize is the number of slices per run in slice mode. Default 8;
+	// not allowed in other modes.
+	BatchSize int `yaml:"batch_size,omitempty"`
+	// Channels is C of slice mode's [N, C, H, W]. Default 1; not allowed in
+	// other modes.
+	Channels int `yaml:"channels,omitempty"`
+	// ChannelMode says how C > 1 channels are filled: repeat (default) or
+	// neighbours.
+	ChannelMode ChannelMode `yaml:"channel_mode,omitempty"`
+	// PatchSize is window mode's patch [D, H, W] in voxels. Required in
+	// window mode, not allowed in others. A volume smaller than the patch is
+	// padded with zeros.
+	PatchSize []int `yaml:"patch_size,omitempty"`
+	// Overlap is the fraction of a patch that its neighbour overlaps, in
+	// [0, 1). Default 0.5 in window mode.
+	Overlap *float64 `yaml:"overlap,omitempty"`
+	// Blending is gaussian (default) or constant.
+	Blending Blending `yaml:"blending,omitempty"`
 }
 
-// Preprocess groups the steps applied to the volume before inference, in the
-// order they run. Geometric steps (reorient, resample, conform, crop) will be
-// added here.
+// Preprocess groups the steps applied to the volume before inference. They
+// run in this order: geometry (reorient, resample or conform, including
+// conform's intensity scaling), intensity normalisation, then the crop to
+// the foreground (which is found on the normalised intensities).
 type Preprocess struct {
+	// Geometry is what is done to the voxel grid. Absent: the series' own
+	// grid is used as it is.
+	Geometry Geometry `yaml:"geometry"`
 	// Intensity normalisation.
 	Intensity Intensity `yaml:"intensity"`
 }
@@ -98,19 +176,40 @@ const (
 	IntensityMinMax IntensityMethod = "minmax"
 	// IntensityFixed maps the window [Min, Max] to [0, 1] and clips outside it.
 	IntensityFixed IntensityMethod = "fixed"
+	// IntensityPercentile maps the Lower and Upper percentiles of all voxels
+	// to 0 and 1 (numpy's quantile with linear interpolation), clipping
+	// outside them when Clip is true.
+	IntensityPercentile IntensityMethod = "percentile"
+	// IntensityZScore subtracts the mean and divides by the standard
+	// deviation, over all voxels or, with Foreground, over the non-zero
+	// voxels only (zero voxels then stay 0).
+	IntensityZScore IntensityMethod = "zscore"
+	// IntensityRobust255 is FreeSurfer's conform scaling: the minimum maps
+	// to 0 and the Upper percentile of the non-zero voxels (default 99.9) to
+	// 255, clipped to 0..255 and rounded, as mri_convert --conform's uint8.
+	IntensityRobust255 IntensityMethod = "robust255"
 )
 
-var intensityMethods = []IntensityMethod{IntensityNone, IntensityMinMax, IntensityFixed}
+var intensityMethods = []IntensityMethod{IntensityNone, IntensityMinMax, IntensityFixed, IntensityPercentile, IntensityZScore, IntensityRobust255}
 
 // Intensity is an intensity normalisation.
 type Intensity struct {
-	// Method is none, minmax or fixed. Default minmax.
+	// Method is none, minmax, fixed, percentile, zscore or robust255.
+	// Default minmax.
 	Method IntensityMethod `yaml:"method"`
 	// Min and Max are the window of method fixed, in modality units
 	// (after rescale slope and intercept); both required there with Min < Max,
 	// and not allowed with other methods.
 	Min *float64 `yaml:"min,omitempty"`
 	Max *float64 `yaml:"max,omitempty"`
+	// Lower and Upper are percentiles in [0, 100]: both required for
+	// percentile (Lower < Upper); Upper alone for robust255 (default 99.9).
+	Lower *float64 `yaml:"lower,omitempty"`
+	Upper *float64 `yaml:"upper,omitempty"`
+	// Clip clips percentile's output to [0, 1]. Default false.
+	Clip bool `yaml:"clip,omitempty"`
+	// Foreground computes zscore's mean and deviation over non-zero voxels.
+	Foreground bool `yaml:"foreground,omitempty"`
 }
 
 // Activation says what the network's output channels mean.
@@ -148,6 +247,21 @@ type Output struct {
 	// Threshold for sigmoid (in (0, 1)) and single-channel none outputs.
 	// Default 0.5. Not allowed with softmax.
 	Threshold *float64 `yaml:"threshold,omitempty"`
+	// Channels is the number of output channels the network gives. Default:
+	// what the segments (or Remap) imply: for softmax, the highest class + 1
+	// (channel 0 is background); for sigmoid, the highest class (channel c
+	// is class c+1). Give it when the network has classes the manifest does
+	// not write (e.g. a 3-class tissue model used as a brain mask).
+	Channels int `yaml:"channels,omitempty"`
+	// Remap maps the network's classes to segment labels, e.g. {1: 1, 2: 1}
+	// to merge white and grey matter into one brain label. With Remap, a
+	// class that is not listed becomes background; without it, class c is
+	// label c. Classes 1..65535, labels 0..255.
+	Remap map[int]int `yaml:"remap,omitempty"`
+	// LargestComponent keeps only the largest 26-connected component of the
+	// labelled (non-background) voxels, before they are mapped back to the
+	// series' grid. Default false.
+	LargestComponent bool `yaml:"largest_component,omitempty"`
 }
 
 // ThresholdOrDefault is the threshold to apply: the manifest's, else
@@ -159,14 +273,57 @@ func (o Output) ThresholdOrDefault() float64 {
 	return DefaultThreshold
 }
 
-// MaxLabel is the highest segment label, which fixes how many output channels
-// the model must produce.
+// MaxLabel is the highest segment label.
 func (m *Manifest) MaxLabel() int {
 	hi := 0
 	for _, s := range m.Segments {
 		hi = max(hi, s.Label)
 	}
 	return hi
+}
+
+// MaxClass is the highest network class the manifest reads: the highest
+// key of Output.Remap, else MaxLabel.
+func (m *Manifest) MaxClass() int {
+	if m.Output.Remap == nil {
+		return m.MaxLabel()
+	}
+	hi := 0
+	for c := range m.Output.Remap {
+		hi = max(hi, c)
+	}
+	return hi
+}
+
+// impliedChannels is the number of output channels the classes need.
+func (m *Manifest) impliedChannels() int {
+	if m.Output.Activation == ActivationSigmoid {
+		return m.MaxClass()
+	}
+	return m.MaxClass() + 1
+}
+
+// OutputChannels is the number of channels the network's output must have:
+// Output.Channels when given, else what the activation and classes imply.
+// For activation none without Output.Channels it returns 0: one channel
+// (thresholded) and MaxClass()+1 channels (argmax) are both accepted.
+func (m *Manifest) OutputChannels() int {
+	switch {
+	case m.Output.Channels > 0:
+		return m.Output.Channels
+	case m.Output.Activation == ActivationNone:
+		return 0
+	}
+	return m.impliedChannels()
+}
+
+// LabelOf returns the segment label of network class c: Output.Remap's,
+// else c itself.
+func (m *Manifest) LabelOf(c int) int {
+	if m.Output.Remap == nil {
+		return c
+	}
+	return m.Output.Remap[c]
 }
 
 var (
@@ -184,6 +341,33 @@ func (m *Manifest) setDefaults() {
 	}
 	if m.Input.Mode == "" {
 		m.Input.Mode = InputVolume
+	}
+	if m.Input.Mode == InputSlices {
+		if m.Input.BatchSize == 0 {
+			m.Input.BatchSize = 8
+		}
+		if m.Input.Channels == 0 {
+			m.Input.Channels = 1
+		}
+		if m.Input.ChannelMode == "" {
+			m.Input.ChannelMode = ChannelsRepeat
+		}
+	}
+	if m.Input.Mode == InputWindow {
+		if m.Input.Overlap == nil {
+			o := 0.5
+			m.Input.Overlap = &o
+		}
+		if m.Input.Blending == "" {
+			m.Input.Blending = BlendGaussian
+		}
+	}
+	if m.Preprocess.Geometry.Conform != nil {
+		m.Preprocess.Geometry.Conform.setDefaults()
+	}
+	if in := &m.Preprocess.Intensity; in.Method == IntensityRobust255 && in.Upper == nil {
+		u := 99.9
+		in.Upper = &u
 	}
 	if m.Preprocess.Intensity.Method == "" {
 		m.Preprocess.Intensity.Method = IntensityMinMax
@@ -229,14 +413,58 @@ func (m *Manifest) validate() error {
 		}
 	}
 
-	if !isOneOf(m.Input.Mode, inputModes) {
-		bad("input.mode", "%q is not one of %s", m.Input.Mode, join(inputModes))
+	if m.AppliesTo.SeriesDescription != "" {
+		re, err := regexp.Compile(m.AppliesTo.SeriesDescription)
+		if err != nil {
+			bad("applies_to.series_description", "%v", err)
+		}
+		m.AppliesTo.descRe = re
+	}
+	for i, bp := range m.AppliesTo.BodyParts {
+		if len(bp) > 16 {
+			bad(fmt.Sprintf("applies_to.body_parts[%d]", i), "%q is longer than a BodyPartExamined value (16)", bp)
+		}
 	}
 
+	m.Input.validate(bad)
+	m.Preprocess.Geometry.validate(bad)
+
 	in := m.Preprocess.Intensity
+	if in.Method != IntensityPercentile && in.Method != IntensityRobust255 && (in.Lower != nil || in.Upper != nil) {
+		bad("preprocess.intensity", "lower and upper are only for methods percentile and robust255, not %s", in.Method)
+	}
+	if in.Clip && in.Method != IntensityPercentile {
+		bad("preprocess.intensity.clip", "only for method percentile")
+	}
+	if in.Foreground && in.Method != IntensityZScore {
+		bad("preprocess.intensity.foreground", "only for method zscore")
+	}
+	pct := func(p *float64) bool { return p != nil && *p >= 0 && *p <= 100 }
 	switch {
 	case !isOneOf(in.Method, intensityMethods):
 		bad("preprocess.intensity.method", "%q is not one of %s", in.Method, join(intensityMethods))
+	case in.Method == IntensityPercentile:
+		switch {
+		case in.Lower == nil || in.Upper == nil:
+			bad("preprocess.intensity", "method percentile needs lower and upper (percentiles, e.g. 5 and 95)")
+		case !pct(in.Lower) || !pct(in.Upper):
+			bad("preprocess.intensity", "lower %v and upper %v must be percentiles in [0, 100]", *in.Lower, *in.Upper)
+		case !(*in.Lower < *in.Upper):
+			bad("preprocess.intensity", "lower %v must be less than upper %v", *in.Lower, *in.Upper)
+		}
+		if in.Min != nil || in.Max != nil {
+			bad("preprocess.intensity", "min and max are only for method fixed, not %s", in.Method)
+		}
+	case in.Method == IntensityRobust255:
+		if in.Lower != nil {
+			bad("preprocess.intensity.lower", "not used by robust255 (its lower end is the minimum)")
+		}
+		if !pct(in.Upper) || *in.Upper == 0 {
+			bad("preprocess.intensity.upper", "must be a percentile in (0, 100]")
+		}
+		if in.Min != nil || in.Max != nil {
+			bad("preprocess.intensity", "min and max are only for method fixed, not %s", in.Method)
+		}
 	case in.Method == IntensityFixed:
 		switch {
 		case in.Min == nil || in.Max == nil:
@@ -265,9 +493,25 @@ func (m *Manifest) validate() error {
 	case out.Activation == ActivationNone && out.Threshold != nil && !isFinite(*out.Threshold):
 		bad("output.threshold", "must be a finite number")
 	}
+	if out.Channels < 0 || out.Channels > 65536 {
+		bad("output.channels", "%d is not in 1..65536", out.Channels)
+	}
+	for class, label := range out.Remap {
+		if class < 0 || class > 65535 {
+			bad("output.remap", "class %d is not in 0..65535", class)
+		}
+		if label < 0 || label > 255 {
+			bad("output.remap", "class %d maps to label %d, not in 0..255", class, label)
+		}
+	}
+	if c := out.Channels; c > 0 && out.Activation != ActivationNone {
+		if need := m.impliedChannels(); c < need {
+			bad("output.channels", "%d channels cannot hold the classes the segments or remap use (%d needed)", c, need)
+		}
+	}
 
 	if len(m.Segments) == 0 {
-		bad("segments", "at least one segment is required")
+		bad("segments", "at least one segment is required (or segments_from)")
 	}
 	seen := make(map[int]int, len(m.Segments))
 	for i, s := range m.Segments {
@@ -292,6 +536,51 @@ func (m *Manifest) validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+func (in *Input) validate(bad func(field, format string, args ...any)) {
+	if !isOneOf(in.Mode, inputModes) {
+		bad("input.mode", "%q is not one of %s", in.Mode, join(inputModes))
+		return
+	}
+	if in.Mode != InputSlices && (in.BatchSize != 0 || in.Channels != 0 || in.ChannelMode != "") {
+		bad("input", "batch_size, channels and channel_mode are only for mode slices, not %s", in.Mode)
+	}
+	if in.Mode != InputWindow && (in.PatchSize != nil || in.Overlap != nil || in.Blending != "") {
+		bad("input", "patch_size, overlap and blending are only for mode window, not %s", in.Mode)
+	}
+	switch in.Mode {
+	case InputSlices:
+		if in.BatchSize < 1 || in.BatchSize > 4096 {
+			bad("input.batch_size", "%d is not in 1..4096", in.BatchSize)
+		}
+		if in.Channels < 1 || in.Channels > 64 {
+			bad("input.channels", "%d is not in 1..64", in.Channels)
+		}
+		switch {
+		case !isOneOf(in.ChannelMode, channelModes):
+			bad("input.channel_mode", "%q is not one of %s", in.ChannelMode, join(channelModes))
+		case in.ChannelMode == ChannelsNeighbours && in.Channels%2 == 0:
+			bad("input.channel_mode", "neighbours needs an odd number of channels, not %d", in.Channels)
+		}
+	case InputWindow:
+		if len(in.PatchSize) != 3 {
+			bad("input.patch_size", "window mode needs 3 sizes [D, H, W] in voxels")
+		} else {
+			for _, p := range in.PatchSize {
+				if p < 1 || p > 1024 {
+					bad("input.patch_size", "%d is not in 1..1024", p)
+					break
+				}
+			}
+		}
+		if in.Overlap != nil && !(*in.Overlap >= 0 && *in.Overlap < 1) {
+			bad("input.overlap", "%v is not in [0, 1)", *in.Overlap)
+		}
+		if !isOneOf(in.Blending, blendings) {
+			bad("input.blending", "%q is not one of %s", in.Blending, join(blendings))
+		}
+	}
 }
 
 func isFinite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }

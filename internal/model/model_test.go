@@ -174,8 +174,8 @@ func TestParse_Errors(t *testing.T) {
 		{"missing learned", "learned: false", "", "learned: required"},
 		{"learned not bool", "learned: false", "learned: maybe", "cannot unmarshal"},
 		{"bad modality", "[MR]", "[MR, 'M R']", `applies_to.modalities[1]: "M R" is not a DICOM modality code`},
-		{"bad mode", "output:", "input: { mode: slices }\noutput:", `input.mode: "slices" is not one of volume`},
-		{"bad intensity", "output:", "preprocess: { intensity: { method: zscore } }\noutput:", `preprocess.intensity.method: "zscore" is not one of none, minmax, fixed`},
+		{"bad mode", "output:", "input: { mode: slabs }\noutput:", `input.mode: "slabs" is not one of volume, slices, window`},
+		{"bad intensity", "output:", "preprocess: { intensity: { method: gamma } }\noutput:", `preprocess.intensity.method: "gamma" is not one of none, minmax, fixed, percentile, zscore, robust255`},
 		{"fixed without window", "output:", "preprocess: { intensity: { method: fixed, min: 0 } }\noutput:", "method fixed needs min and max"},
 		{"fixed reversed", "output:", "preprocess: { intensity: { method: fixed, min: 10, max: 0 } }\noutput:", "min 10 must be less than max 0"},
 		{"fixed infinite", "output:", "preprocess: { intensity: { method: fixed, min: -.inf, max: 0 } }\noutput:", "must be finite"},
@@ -401,4 +401,229 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestParse_Pipeline(t *testing.T) {
+	tests := []struct {
+		name  string
+		old   string
+		new   string
+		check func(t *testing.T, m *Model)
+	}{
+		{
+			name: "conform true gets FreeSurfer's defaults",
+			old:  "output:", new: "preprocess: { geometry: { conform: true, crop: { auto_threshold: 0.5, padding: 20 } } }\noutput:",
+			check: func(t *testing.T, m *Model) {
+				c := m.Preprocess.Geometry.Conform
+				if c == nil || c.Size != 256 || c.VoxelSize != 1 || c.Orientation != "LIA" || c.Scale != IntensityRobust255 {
+					t.Errorf("conform = %+v", c)
+				}
+				if cr := m.Preprocess.Geometry.Crop; cr == nil || cr.AutoThreshold != 0.5 || cr.Padding != 20 {
+					t.Errorf("crop = %+v", cr)
+				}
+			},
+		},
+		{
+			name: "conform mapping",
+			old:  "output:", new: "preprocess: { geometry: { conform: { size: 128, voxel_size: 2, orientation: RAS, scale: none } } }\noutput:",
+			check: func(t *testing.T, m *Model) {
+				if c := m.Preprocess.Geometry.Conform; c.Size != 128 || c.VoxelSize != 2 || c.Orientation != "RAS" || c.Scale != IntensityNone {
+					t.Errorf("conform = %+v", c)
+				}
+			},
+		},
+		{
+			name: "slices defaults",
+			old:  "output:", new: "input: { mode: slices }\noutput:",
+			check: func(t *testing.T, m *Model) {
+				if in := m.Input; in.BatchSize != 8 || in.Channels != 1 || in.ChannelMode != ChannelsRepeat {
+					t.Errorf("input = %+v", in)
+				}
+			},
+		},
+		{
+			name: "window defaults",
+			old:  "output:", new: "input: { mode: window, patch_size: [64, 64, 32] }\noutput:",
+			check: func(t *testing.T, m *Model) {
+				if in := m.Input; *in.Overlap != 0.5 || in.Blending != BlendGaussian {
+					t.Errorf("input = %+v", in)
+				}
+			},
+		},
+		{
+			name: "remap and channels",
+			old:  "activation: sigmoid", new: "activation: softmax, channels: 3, remap: {1: 1, 2: 1}, largest_component: true",
+			check: func(t *testing.T, m *Model) {
+				if m.OutputChannels() != 3 || m.MaxClass() != 2 || m.LabelOf(2) != 1 || m.LabelOf(0) != 0 || !m.Output.LargestComponent {
+					t.Errorf("output = %+v", m.Output)
+				}
+			},
+		},
+		{
+			name: "percentile and robust255 default",
+			old:  "output:", new: "preprocess: { intensity: { method: robust255 } }\noutput:",
+			check: func(t *testing.T, m *Model) {
+				if u := m.Preprocess.Intensity.Upper; u == nil || *u != 99.9 {
+					t.Errorf("upper = %v", u)
+				}
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := Parse([]byte(edit(t, tt.old, tt.new)), modelDir(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.check(t, m)
+		})
+	}
+}
+
+func TestParse_PipelineErrors(t *testing.T) {
+	tests := []struct {
+		name, old, new, wantErr string
+	}{
+		{"bad orientation", "output:", "preprocess: { geometry: { orientation: LLA } }\noutput:", `preprocess.geometry.orientation: "LLA" names the same axis twice`},
+		{"orientation letters", "output:", "preprocess: { geometry: { orientation: XYZ } }\noutput:", "X is not one of L, R, A, P, S, I"},
+		{"spacing count", "output:", "preprocess: { geometry: { spacing: [1, 1] } }\noutput:", "preprocess.geometry.spacing: want 3 values"},
+		{"spacing zero", "output:", "preprocess: { geometry: { spacing: [1, 0, 1] } }\noutput:", "0 is not a positive size"},
+		{"conform and orientation", "output:", "preprocess: { geometry: { conform: true, orientation: RAS } }\noutput:", "conform: replaces orientation and spacing"},
+		{"conform false", "output:", "preprocess: { geometry: { conform: false } }\noutput:", "conform is true or a mapping"},
+		{"conform unknown key", "output:", "preprocess: { geometry: { conform: { sise: 256 } } }\noutput:", "field sise not found"},
+		{"crop threshold", "output:", "preprocess: { geometry: { crop: { auto_threshold: 1 } } }\noutput:", "auto_threshold: 1 is not in [0, 1)"},
+		{"percentile without bounds", "output:", "preprocess: { intensity: { method: percentile, lower: 5 } }\noutput:", "method percentile needs lower and upper"},
+		{"percentile reversed", "output:", "preprocess: { intensity: { method: percentile, lower: 95, upper: 5 } }\noutput:", "lower 95 must be less than upper 5"},
+		{"percentile range", "output:", "preprocess: { intensity: { method: percentile, lower: 5, upper: 101 } }\noutput:", "must be percentiles in [0, 100]"},
+		{"clip without percentile", "output:", "preprocess: { intensity: { method: minmax, clip: true } }\noutput:", "clip: only for method percentile"},
+		{"foreground without zscore", "output:", "preprocess: { intensity: { foreground: true } }\noutput:", "foreground: only for method zscore"},
+		{"batch in volume mode", "output:", "input: { batch_size: 4 }\noutput:", "only for mode slices"},
+		{"window without patch", "output:", "input: { mode: window }\noutput:", "input.patch_size: window mode needs 3 sizes"},
+		{"window overlap", "output:", "input: { mode: window, patch_size: [8, 8, 8], overlap: 1 }\noutput:", "input.overlap: 1 is not in [0, 1)"},
+		{"neighbours even", "output:", "input: { mode: slices, channels: 2, channel_mode: neighbours }\noutput:", "neighbours needs an odd number of channels"},
+		{"channels too few", "activation: sigmoid", "activation: softmax, channels: 2, remap: {3: 1}", "output.channels: 2 channels cannot hold"},
+		{"remap label", "activation: sigmoid", "activation: softmax, remap: {1: 300}", "class 1 maps to label 300"},
+		{"bad description regex", "[MR] }", "[MR], series_description: '(' }", "applies_to.series_description: error parsing regexp"},
+		{"colormap missing", "", strings.SplitN(validManifest, "segments:", 2)[0] + "segments: []\nsegments_from: { colormap: none.json, category: {value: a, scheme: b, meaning: c}, type: {value: a, scheme: b, meaning: c} }\n", "segments_from.colormap: stat"},
+		{"colormap without codes", "", strings.SplitN(validManifest, "segments:", 2)[0] + "segments: []\nsegments_from: { colormap: cm.json }\n", "segments_from.category: value, scheme and meaning are required"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			data := tt.new
+			if tt.old != "" {
+				data = edit(t, tt.old, tt.new)
+			}
+			_, err := Parse([]byte(data), modelDir(t))
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("error %v, want %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestParse_SegmentsFromColormap(t *testing.T) {
+	dir := modelDir(t)
+	files := t.TempDir() // the colormap lives elsewhere, found through WithFileDirs
+	writeFile(t, filepath.Join(files, "cm.json"), `{"R": [0, 10, 20, 30], "G": [0, 11, 21, 31], "B": [0, 12, 22, 32], "labels": ["BG", "Alpha", "Beta", "Gamma"]}`)
+	manifest := strings.SplitN(validManifest, "segments:", 2)[0] + `segments:
+  - { label: 2, name: Custom, category: {value: "1", scheme: SCT, meaning: "c"}, type: {value: "2", scheme: SCT, meaning: "t"} }
+segments_from:
+  colormap: cm.json
+  category: { value: "123037004", scheme: SCT, meaning: "Anatomical Structure" }
+  type: { value: "12738006", scheme: SCT, meaning: "Brain" }
+`
+	if _, err := Parse([]byte(manifest), dir); err == nil || !strings.Contains(err.Error(), "SEGBRIDGE_MODEL_FILES") {
+		t.Fatalf("without the folder: error %v, want one naming SEGBRIDGE_MODEL_FILES", err)
+	}
+	m, err := Parse([]byte(manifest), dir, WithFileDirs(files))
+	if err != nil {
+		t.Fatal(err)
+	}
+	segs := m.Segments()
+	if len(segs) != 3 || m.MaxLabel() != 3 {
+		t.Fatalf("segments %+v", segs)
+	}
+	want := []string{"Alpha", "Custom", "Gamma"}
+	for i, s := range segs {
+		if s.Label != i+1 || s.Name != want[i] {
+			t.Errorf("segment %d = %d %q, want %d %q", i, s.Label, s.Name, i+1, want[i])
+		}
+	}
+	if segs[0].RGB != [3]uint8{10, 11, 12} || segs[0].Type.Meaning != "Brain" {
+		t.Errorf("segment 1 = %+v", segs[0])
+	}
+}
+
+func TestParse_FileDirs(t *testing.T) {
+	manifestDir, files := t.TempDir(), t.TempDir()
+	writeFile(t, filepath.Join(files, "m.onnx"), "")
+	if _, err := Parse([]byte(validManifest), manifestDir); err == nil {
+		t.Fatal("found a file that is not beside the manifest")
+	}
+	m, err := Parse([]byte(validManifest), manifestDir, WithFileDirs(filepath.Join(t.TempDir(), "empty"), files))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.ONNXPath != filepath.Join(files, "m.onnx") {
+		t.Errorf("ONNXPath = %s", m.ONNXPath)
+	}
+	// Beside the manifest wins.
+	writeFile(t, filepath.Join(manifestDir, "m.onnx"), "")
+	if m, _ := Parse([]byte(validManifest), manifestDir, WithFileDirs(files)); m.ONNXPath != filepath.Join(manifestDir, "m.onnx") {
+		t.Errorf("ONNXPath = %s, want the one beside the manifest", m.ONNXPath)
+	}
+}
+
+func TestModel_Matches(t *testing.T) {
+	m, err := Parse([]byte(edit(t, "applies_to: { modalities: [MR] }", "applies_to: { modalities: [MR], series_description: '(?i)t1|mprage', body_parts: [BRAIN, HEAD] }")), modelDir(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name       string
+		s          SeriesInfo
+		want       bool
+		wantReason string
+	}{
+		{"all match", SeriesInfo{"MR", "Sag T1 MPRAGE", "brain"}, true, ""},
+		{"modality", SeriesInfo{"CT", "T1", "BRAIN"}, false, `modality "CT"`},
+		{"description", SeriesInfo{"MR", "FLAIR", "BRAIN"}, false, `series description "FLAIR" does not match`},
+		{"body part", SeriesInfo{"MR", "t1_se", "KNEE"}, false, `body part "KNEE" is not one of BRAIN, HEAD`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ok, why := m.Matches(tt.s)
+			if ok != tt.want || !strings.Contains(why, tt.wantReason) {
+				t.Errorf("Matches = %v, %q; want %v, %q", ok, why, tt.want, tt.wantReason)
+			}
+		})
+	}
+	if got := Matching([]*Model{m}, SeriesInfo{"MR", "T1", "HEAD"}); len(got) != 1 {
+		t.Errorf("Matching = %d models", len(got))
+	}
+}
+
+// TestLoadDir_Brainchop loads the committed brainchop manifests against the
+// shared model files; it needs ../shared/models/brainchop.
+func TestLoadDir_Brainchop(t *testing.T) {
+	files := filepath.Join("..", "..", "..", "shared", "models", "brainchop")
+	if _, err := os.Stat(files); err != nil {
+		t.Skipf("needs the pretrained brainchop models in %s (absent: %v)", files, err)
+	}
+	ms, err := LoadDir(filepath.Join("..", "..", "models", "brainchop"), WithFileDirs(files))
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]*Model{}
+	for _, m := range ms {
+		byName[m.Name] = m
+	}
+	for _, name := range []string{"model5_gw_ae", "model11_gw_ae", "mindgrab", "model21_104class"} {
+		if byName[name] == nil {
+			t.Errorf("no model %s", name)
+		}
+	}
+	if m := byName["model21_104class"]; m != nil && (len(m.Segments()) != 103 || m.Segments()[0].Name != "ctx-lh-bankssts") {
+		t.Errorf("model21_104class has %d segments", len(m.Segments()))
+	}
 }

@@ -1,0 +1,83 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"golang.org/x/term"
+
+	"github.com/segbridge/segbridge/inference"
+)
+
+// progressBar shows what `segbridge segment` is doing: a bar redrawn in
+// place on a terminal, plain lines (one per stage, and one per tenth of the
+// model runs) when stderr is a file or a pipe.
+type progressBar struct {
+	w     io.Writer
+	tty   bool
+	start time.Time
+	name  string
+	last  int // last tenth of the runs printed in plain mode
+	drawn bool
+}
+
+func newProgressBar(w io.Writer) *progressBar {
+	tty := false
+	if f, ok := w.(*os.File); ok {
+		tty = term.IsTerminal(int(f.Fd()))
+	}
+	return &progressBar{w: w, tty: tty, start: time.Now()}
+}
+
+// stage starts a named stage.
+func (b *progressBar) stage(name string) {
+	b.name, b.last = name, -1
+	b.draw(0, 0)
+}
+
+// progress follows a segmentation's stages and model runs.
+func (b *progressBar) progress(p inference.Progress) {
+	if p.Stage != b.name {
+		b.stage(p.Stage)
+	}
+	if p.Total > 0 {
+		b.draw(p.Done, p.Total)
+	}
+}
+
+func (b *progressBar) draw(done, total int) {
+	elapsed := time.Since(b.start).Seconds()
+	if !b.tty {
+		if total > 0 {
+			tenth := done * 10 / total
+			if tenth == b.last {
+				return
+			}
+			b.last = tenth
+			fmt.Fprintf(b.w, "segment: %6.1fs %s %d/%d\n", elapsed, b.name, done, total)
+			return
+		}
+		fmt.Fprintf(b.w, "segment: %6.1fs %s\n", elapsed, b.name)
+		return
+	}
+	const width = 30
+	fill := 0
+	count := ""
+	if total > 0 {
+		fill = done * width / total
+		count = fmt.Sprintf(" %d/%d", done, total)
+	}
+	fmt.Fprintf(b.w, "\r\033[K[%s%s] %6.1fs %s%s", strings.Repeat("=", fill), strings.Repeat(" ", width-fill), elapsed, b.name, count)
+	b.drawn = true
+}
+
+// finish ends the bar's line on a terminal.
+func (b *progressBar) finish() {
+	if b.tty && b.drawn {
+		fmt.Fprintln(b.w)
+		b.drawn = false
+	}
+}

@@ -1,0 +1,257 @@
+package inference
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"time"
+
+	ort "github.com/yalue/onnxruntime_go"
+
+	"github.com/segbridge/segbridge/internal/model"
+)
+
+// runSlices feeds the slices along D of data (dims = [W, H, D]) in batches
+// of [N, C, H, W] and decides each slice's labels from the [N, K, H, W]
+// output as it comes, so that only one batch's output is held at a time.
+func (r *Runtime) runSlices(ctx context.Context, m *model.Model, sess *session, data []float32, dims [3]int, progress func(Progress)) ([]uint8, time.Duration, error) {
+	w, h, d := dims[0], dims[1], dims[2]
+	hw := w * h
+	channels := m.Input.Channels
+	batch, fixed := m.Input.BatchSize, false
+	if sess.batch > 0 { // the graph has a fixed batch size: feed full batches
+		batch, fixed = int(sess.batch), true
+	}
+	total := (d + batch - 1) / batch
+	labels := make([]uint8, hw*d)
+	buf := make([]float32, batch*channels*hw)
+	runOpts, release, err := r.newRunOptions(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer release()
+
+	var dec *decider
+	var decideTime time.Duration
+	progress(Progress{Stage: "inference", Total: total})
+	for b := range total {
+		if err := ctx.Err(); err != nil {
+			return nil, 0, err
+		}
+		first, count := b*batch, min(batch, d-b*batch)
+		feed := count
+		if fixed {
+			feed = batch
+			clear(buf)
+		}
+		for s := range count {
+			for c := range channels {
+				src := first + s
+				if m.Input.ChannelMode == model.ChannelsNeighbours {
+					src = min(max(src+c-channels/2, 0), d-1)
+				}
+				copy(buf[(s*channels+c)*hw:][:hw], data[src*hw:][:hw])
+			}
+		}
+		in, err := ort.NewTensor(ort.NewShape(int64(feed), int64(channels), int64(h), int64(w)), buf[:feed*channels*hw])
+		if err != nil {
+			return nil, 0, fmt.Errorf("input tensor: %w", err)
+		}
+		out, err := runOnce(ctx, sess, runOpts, in)
+		in.Destroy()
+		if err != nil {
+			return nil, 0, err
+		}
+		t0 := time.Now()
+		err = func() error {
+			defer out.Destroy()
+			t, shape, err := floatOutput(m, out)
+			if err != nil {
+				return err
+			}
+			mismatch := shapeMismatch(m, shape)
+			if len(shape) != 4 {
+				return mismatch("slice mode needs [N, K, H, W]")
+			}
+			if shape[0] != int64(feed) || shape[2] != int64(h) || shape[3] != int64(w) {
+				return mismatch("the input was %s", shapeString(ort.NewShape(int64(feed), int64(channels), int64(h), int64(w))))
+			}
+			if dec == nil {
+				if dec, err = newDecider(m, int(shape[1]), mismatch); err != nil {
+					return err
+				}
+			}
+			od := t.GetData()
+			k := dec.channels
+			if len(od) != feed*k*hw {
+				return mismatch("it holds %d values", len(od))
+			}
+			for s := range count {
+				dec.decide(od[s*k*hw:], hw, hw, labels[(first+s)*hw:])
+			}
+			return nil
+		}()
+		decideTime += time.Since(t0)
+		if err != nil {
+			return nil, 0, err
+		}
+		progress(Progress{Stage: "inference", Done: b + 1, Total: total})
+	}
+	return labels, decideTime, nil
+}
+
+// windowStarts returns the start of every patch along an axis of n voxels:
+// evenly stepped by patch·(1−overlap), the last one flush with the end.
+func windowStarts(n, patch int, overlap float64) []int {
+	if n <= patch {
+		return []int{0}
+	}
+	step := max(1, int(float64(patch)*(1-overlap)))
+	var starts []int
+	for s := 0; s+patch < n; s += step {
+		starts = append(starts, s)
+	}
+	return append(starts, n-patch)
+}
+
+// windowWeights returns the blending weight of each voxel of a patch (grid
+// axis 0 fastest).
+func windowWeights(pg [3]int, blending model.Blending) []float32 {
+	wts := make([]float32, pg[0]*pg[1]*pg[2])
+	if blending == model.BlendConstant {
+		for i := range wts {
+			wts[i] = 1
+		}
+		return wts
+	}
+	var axis [3][]float64
+	for t := range 3 {
+		sigma := float64(pg[t]) / 8
+		c := float64(pg[t]-1) / 2
+		axis[t] = make([]float64, pg[t])
+		for i := range pg[t] {
+			x := (float64(i) - c) / sigma
+			axis[t][i] = math.Exp(-x * x / 2)
+		}
+	}
+	for k := range pg[2] {
+		for j := range pg[1] {
+			for i := range pg[0] {
+				// Never 0, so that every voxel a patch covers gets a value.
+				wts[i+pg[0]*(j+pg[1]*k)] = float32(max(axis[0][i]*axis[1][j]*axis[2][k], 1e-6))
+			}
+		}
+	}
+	return wts
+}
+
+// runWindow feeds patches of data (dims = [W, H, D]) as [1, 1, PD, PH, PW],
+// blends the [1, K, PD, PH, PW] outputs into [K, D, H, W] with the
+// manifest's weights and decides the labels from the blend.
+func (r *Runtime) runWindow(ctx context.Context, m *model.Model, sess *session, data []float32, dims [3]int, progress func(Progress)) ([]uint8, time.Duration, error) {
+	ps := m.Input.PatchSize
+	pg := [3]int{ps[2], ps[1], ps[0]} // patch along grid axes 0, 1, 2
+	var starts [3][]int
+	for t := range 3 {
+		starts[t] = windowStarts(dims[t], pg[t], *m.Input.Overlap)
+	}
+	total := len(starts[0]) * len(starts[1]) * len(starts[2])
+	n := dims[0] * dims[1] * dims[2]
+	pn := pg[0] * pg[1] * pg[2]
+	wts := windowWeights(pg, m.Input.Blending)
+	patch := make([]float32, pn)
+	wsum := make([]float32, n)
+	var acc []float32
+	var dec *decider
+	runOpts, release, err := r.newRunOptions(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer release()
+
+	var blendTime time.Duration
+	done := 0
+	progress(Progress{Stage: "inference", Total: total})
+	for _, z := range starts[2] {
+		for _, y := range starts[1] {
+			for _, x := range starts[0] {
+				if err := ctx.Err(); err != nil {
+					return nil, 0, err
+				}
+				// Copy the patch, zero where it overhangs the volume.
+				clear(patch)
+				for k := range min(pg[2], dims[2]-z) {
+					for j := range min(pg[1], dims[1]-y) {
+						src := x + dims[0]*(y+j+dims[1]*(z+k))
+						copy(patch[pg[0]*(j+pg[1]*k):][:min(pg[0], dims[0]-x)], data[src:])
+					}
+				}
+				in, err := ort.NewTensor(ort.NewShape(1, 1, int64(pg[2]), int64(pg[1]), int64(pg[0])), patch)
+				if err != nil {
+					return nil, 0, fmt.Errorf("input tensor: %w", err)
+				}
+				out, err := runOnce(ctx, sess, runOpts, in)
+				in.Destroy()
+				if err != nil {
+					return nil, 0, err
+				}
+				t0 := time.Now()
+				err = func() error {
+					defer out.Destroy()
+					t, shape, err := floatOutput(m, out)
+					if err != nil {
+						return err
+					}
+					mismatch := shapeMismatch(m, shape)
+					if len(shape) != 5 || shape[0] != 1 {
+						return mismatch("window mode needs [1, K, D, H, W]")
+					}
+					if shape[2] != int64(pg[2]) || shape[3] != int64(pg[1]) || shape[4] != int64(pg[0]) {
+						return mismatch("the patch was [1,1,%d,%d,%d]", pg[2], pg[1], pg[0])
+					}
+					if dec == nil {
+						if dec, err = newDecider(m, int(shape[1]), mismatch); err != nil {
+							return err
+						}
+						acc = make([]float32, dec.channels*n)
+					}
+					od := t.GetData()
+					if len(od) != dec.channels*pn {
+						return mismatch("it holds %d values", len(od))
+					}
+					for k := range min(pg[2], dims[2]-z) {
+						for j := range min(pg[1], dims[1]-y) {
+							for i := range min(pg[0], dims[0]-x) {
+								q := i + pg[0]*(j+pg[1]*k)
+								p := x + i + dims[0]*(y+j+dims[1]*(z+k))
+								w := wts[q]
+								wsum[p] += w
+								for c := range dec.channels {
+									acc[c*n+p] += w * od[c*pn+q]
+								}
+							}
+						}
+					}
+					return nil
+				}()
+				blendTime += time.Since(t0)
+				if err != nil {
+					return nil, 0, err
+				}
+				done++
+				progress(Progress{Stage: "inference", Done: done, Total: total})
+			}
+		}
+	}
+	t0 := time.Now()
+	for p, w := range wsum {
+		if w > 0 {
+			for c := range dec.channels {
+				acc[c*n+p] /= w
+			}
+		}
+	}
+	labels := make([]uint8, n)
+	dec.decide(acc, n, n, labels)
+	return labels, blendTime + time.Since(t0), nil
+}

@@ -1,12 +1,15 @@
 package bridge
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -47,6 +50,9 @@ type JobView struct {
 	*queue.Status
 	// SEGURL is the Orthanc Explorer page of the SEG series, once done.
 	SEGURL string `json:"seg_url,omitempty"`
+	// Source is "orthanc" when the job was found done in Orthanc (a SEG by
+	// this model version) rather than in the queue's records.
+	Source string `json:"source,omitempty"`
 }
 
 func (s *Server) view(st *queue.Status) JobView {
@@ -66,26 +72,61 @@ func (s *Server) webhook(c echo.Context) error {
 	if err != nil {
 		return echo.NewHTTPError(http.StatusBadRequest, err.Error())
 	}
-	modality := ev.Tags["Modality"]
-	if reason := s.skipReason(modality); reason != "" {
-		s.logger.Debug().Str("series", ev.SeriesID).Str("reason", reason).Msg("webhook event skipped")
-		return c.JSON(http.StatusOK, map[string]string{"series_id": ev.SeriesID, "skipped": reason})
-	}
-	m, err := s.model(ev.Model)
+	st, skipped, err := s.queueStable(c.Request().Context(), ev.SeriesID, ev.Tags, ev.Model, "webhook")
 	if err != nil {
 		return err
+	}
+	if skipped != "" {
+		s.logger.Debug().Str("series", ev.SeriesID).Str("reason", skipped).Msg("webhook event skipped")
+		return c.JSON(http.StatusOK, map[string]string{"series_id": ev.SeriesID, "skipped": skipped})
+	}
+	return c.JSON(http.StatusAccepted, s.view(st))
+}
+
+// queueStable queues a stable series reported by Orthanc (webhook or
+// reconciler) after the filters: configured modalities, never SEG, a model
+// that applies. It never calls Orthanc. It returns why it skipped the
+// series, or the job.
+func (s *Server) queueStable(ctx context.Context, seriesID string, tags map[string]string, modelName, trigger string) (*queue.Status, string, error) {
+	modality := tags["Modality"]
+	if reason := s.skipReason(modality); reason != "" {
+		return nil, reason, nil
+	}
+	m, err := s.model(modelName)
+	if err != nil {
+		return nil, "", err
 	}
 	if !m.applies(modality) {
-		return c.JSON(http.StatusOK, map[string]string{"series_id": ev.SeriesID, "skipped": "model " + m.Name + " does not apply to modality " + modality})
+		return nil, "model " + m.Name + " does not apply to modality " + modality, nil
 	}
-	st, created, err := s.queue.Enqueue(c.Request().Context(), queue.Job{
-		SeriesID: ev.SeriesID, Model: m.Name, ModelVersion: m.Version, Trigger: "webhook",
-	}, false)
+	job := queue.Job{SeriesID: seriesID, Model: m.Name, ModelVersion: m.Version, Trigger: trigger}
+	if trigger == "reconciler" {
+		// The reconciler queues only what the queue has never seen: a job
+		// that failed or was cancelled stays so until someone asks again.
+		cur, err := s.queue.Status(ctx, queue.JobID(seriesID, m.Name, m.Version))
+		if err == nil {
+			return cur, "already known to the queue (" + string(cur.State) + ")", nil
+		}
+		if !errors.Is(err, queue.ErrNotFound) {
+			return nil, "", err
+		}
+	}
+	st, created, err := s.queue.Enqueue(ctx, job, false)
 	if err != nil {
-		return err
+		return nil, "", err
 	}
-	s.logger.Info().Str("series", ev.SeriesID).Str("job", st.ID).Bool("new", created).Msg("webhook queued series")
-	return c.JSON(http.StatusAccepted, s.view(st))
+	if created {
+		s.metrics.countQueued(trigger)
+	}
+	s.logger.Info().Str("series", seriesID).Str("job", st.ID).Str("trigger", trigger).Bool("new", created).Msg("queued stable series")
+	return st, "", nil
+}
+
+// QueueStable is the reconciler's way in: the same filters and queueing as
+// the webhook.
+func (s *Server) QueueStable(ctx context.Context, seriesID string, tags map[string]string) error {
+	_, _, err := s.queueStable(ctx, seriesID, tags, "", "reconciler")
+	return err
 }
 
 // skipReason says why a webhook event for this modality starts no job.
@@ -145,33 +186,104 @@ func (s *Server) trigger(c echo.Context) error {
 		return err
 	}
 	force, _ := strconv.ParseBool(c.QueryParam("force"))
-	m, err := s.model(c.QueryParam("model"))
-	if err != nil {
-		return err
-	}
-	ser, err := s.lookupSeries(c, id)
-	if err != nil {
-		return err
-	}
-	if strings.EqualFold(ser.Modality(), "SEG") {
-		return echo.NewHTTPError(http.StatusUnprocessableEntity, "series "+id+" is itself a segmentation (SEG)")
-	}
-	if !m.applies(ser.Modality()) {
-		return echo.NewHTTPError(http.StatusUnprocessableEntity, "model "+m.Name+" does not apply to modality "+ser.Modality())
-	}
-	st, created, err := s.queue.Enqueue(c.Request().Context(), queue.Job{
-		SeriesID: id, Model: m.Name, ModelVersion: m.Version, Trigger: "manual",
-	}, force)
+	v, err := s.triggerSeries(c, id, c.QueryParam("model"), force, "manual")
 	if err != nil {
 		return err
 	}
 	code := http.StatusAccepted
-	if st.State == queue.StateDone {
+	if v.State == queue.StateDone {
 		code = http.StatusOK
 	}
-	s.logger.Info().Str("series", id).Str("job", st.ID).Bool("new", created).Msg("manual trigger")
-	return c.JSON(code, s.view(st))
+	return c.JSON(code, v)
 }
+
+// triggerSeries is the manual trigger: check the series in Orthanc, answer
+// done when Orthanc already has its SEG by this model version (unless
+// force), else queue it (or join the job already queued).
+func (s *Server) triggerSeries(c echo.Context, id, modelName string, force bool, trigger string) (JobView, error) {
+	ctx := c.Request().Context()
+	m, err := s.model(modelName)
+	if err != nil {
+		return JobView{}, err
+	}
+	ser, err := s.lookupSeries(c, id)
+	if err != nil {
+		return JobView{}, err
+	}
+	if strings.EqualFold(ser.Modality(), "SEG") {
+		return JobView{}, echo.NewHTTPError(http.StatusUnprocessableEntity, "series "+id+" is itself a segmentation (SEG)")
+	}
+	if !m.applies(ser.Modality()) {
+		return JobView{}, echo.NewHTTPError(http.StatusUnprocessableEntity, "model "+m.Name+" does not apply to modality "+ser.Modality())
+	}
+	job := queue.Job{SeriesID: id, Model: m.Name, ModelVersion: m.Version, Trigger: trigger}
+	if !force {
+		if v, ok, err := s.doneInOrthanc(ctx, job); err != nil {
+			return JobView{}, err
+		} else if ok {
+			s.logger.Info().Str("series", id).Str("seg_series", v.SEGSeriesID).Msg("trigger: Orthanc already has the SEG")
+			return v, nil
+		}
+	}
+	st, created, err := s.queue.Enqueue(ctx, job, force)
+	if err != nil {
+		return JobView{}, err
+	}
+	if created {
+		s.metrics.countQueued(trigger)
+	}
+	s.logger.Info().Str("series", id).Str("job", st.ID).Bool("new", created).Str("trigger", trigger).Msg("manual trigger")
+	return s.view(st), nil
+}
+
+// doneInOrthanc answers a job as done when the queue does not know it as
+// queued, running or done but Orthanc has a SEG of the series by this model
+// version (the bridge's data was lost, or another bridge made it). It
+// records that in the status bucket, so status and job lists agree.
+func (s *Server) doneInOrthanc(ctx context.Context, job queue.Job) (JobView, bool, error) {
+	id := queue.JobID(job.SeriesID, job.Model, job.ModelVersion)
+	cur, err := s.queue.Status(ctx, id)
+	if err != nil && !errors.Is(err, queue.ErrNotFound) {
+		return JobView{}, false, err
+	}
+	if cur != nil && (cur.State == queue.StateQueued || cur.State == queue.StateRunning || cur.State == queue.StateDone) {
+		return JobView{}, false, nil
+	}
+	ref, err := s.orthanc.FindSEG(ctx, job.SeriesID, job.Model, job.ModelVersion)
+	if err != nil {
+		return JobView{}, false, echo.NewHTTPError(http.StatusBadGateway, "cannot look for the SEG in Orthanc: "+err.Error())
+	}
+	if ref == nil {
+		return JobView{}, false, nil
+	}
+	st, err := s.queue.Update(ctx, id, func(st *queue.Status) error {
+		if st.State == queue.StateQueued || st.State == queue.StateRunning {
+			return errLive
+		}
+		gen := st.Generation
+		st.Job = job
+		st.ID, st.Generation, st.Trigger = id, gen, "orthanc"
+		if st.RequestedAt.IsZero() {
+			st.RequestedAt = time.Now().UTC()
+		}
+		st.State, st.Stage, st.Progress, st.Error = queue.StateDone, "", 1, ""
+		st.SEGSeriesID, st.SEGInstanceID = ref.SeriesID, ref.InstanceID
+		now := time.Now().UTC()
+		st.FinishedAt = &now
+		return nil
+	})
+	if errors.Is(err, errLive) {
+		return JobView{}, false, nil
+	}
+	if err != nil {
+		return JobView{}, false, err
+	}
+	v := s.view(st)
+	v.Source = "orthanc"
+	return v, true, nil
+}
+
+var errLive = errors.New("job is queued or running")
 
 // SeriesView is the answer of GET /v1/series/{id}.
 type SeriesView struct {
@@ -180,6 +292,8 @@ type SeriesView struct {
 	// series was never queued.
 	State queue.State `json:"state"`
 	Jobs  []JobView   `json:"jobs"`
+	// Warning says what could not be checked (e.g. Orthanc unreachable).
+	Warning string `json:"warning,omitempty"`
 }
 
 func (s *Server) seriesStatus(c echo.Context) error {
@@ -187,27 +301,63 @@ func (s *Server) seriesStatus(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	sts, err := s.queue.SeriesStatus(c.Request().Context(), id)
+	ctx := c.Request().Context()
+	sts, err := s.queue.SeriesStatus(ctx, id)
 	if err != nil {
 		return err
 	}
-	if len(sts) == 0 {
-		// Not queued: tell "unknown" from "known but never segmented".
-		if _, err := s.lookupSeries(c, id); err != nil {
-			return err
+	out := SeriesView{SeriesID: id, State: "none", Jobs: []JobView{}}
+	// Orthanc is the record: a series it does not have is a 404 unless the
+	// queue knows it, and a SEG in Orthanc makes a job done.
+	ser, oerr := s.orthanc.Series(ctx, id)
+	switch {
+	case oerr == nil:
+	case errors.Is(oerr, orthanc.ErrNotFound) && len(sts) == 0:
+		return echo.NewHTTPError(http.StatusNotFound, "Orthanc has no series "+id)
+	case len(sts) == 0:
+		return echo.NewHTTPError(http.StatusBadGateway, "cannot read series from Orthanc: "+oerr.Error())
+	default:
+		out.Warning = "cannot read series from Orthanc: " + oerr.Error()
+	}
+	byID := map[string]bool{}
+	for _, st := range sts {
+		byID[st.ID] = true
+		out.Jobs = append(out.Jobs, s.view(st))
+	}
+	if ser != nil && !strings.EqualFold(ser.Modality(), "SEG") {
+		for _, m := range s.cfg.Models {
+			if !m.applies(ser.Modality()) {
+				continue
+			}
+			job := queue.Job{SeriesID: id, Model: m.Name, ModelVersion: m.Version, Trigger: "orthanc"}
+			v, ok, err := s.doneInOrthanc(ctx, job)
+			if err != nil {
+				out.Warning = "cannot look for SEGs in Orthanc: " + fmt.Sprint(err)
+				break
+			}
+			if !ok {
+				continue
+			}
+			if byID[v.ID] {
+				for i := range out.Jobs {
+					if out.Jobs[i].ID == v.ID {
+						out.Jobs[i] = v
+					}
+				}
+			} else {
+				out.Jobs = append(out.Jobs, v)
+			}
 		}
 	}
-	out := SeriesView{SeriesID: id, State: "none", Jobs: []JobView{}}
 	def := s.models[s.cfg.DefaultModel]
 	defID := queue.JobID(id, def.Name, def.Version)
-	for _, st := range sts {
-		out.Jobs = append(out.Jobs, s.view(st))
-		if st.ID == defID {
-			out.State = st.State
+	for _, j := range out.Jobs {
+		if j.ID == defID {
+			out.State = j.State
 		}
 	}
-	if out.State == "none" && len(sts) > 0 {
-		out.State = sts[0].State
+	if out.State == "none" && len(out.Jobs) > 0 {
+		out.State = out.Jobs[0].State
 	}
 	return c.JSON(http.StatusOK, out)
 }

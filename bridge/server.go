@@ -29,7 +29,10 @@ type jobQueue interface {
 	SeriesStatus(ctx context.Context, seriesID string) ([]*queue.Status, error)
 	List(ctx context.Context, state queue.State, limit int) ([]*queue.Status, error)
 	Cancel(ctx context.Context, id string) (*queue.Status, error)
+	Update(ctx context.Context, id string, fn func(st *queue.Status) error) (*queue.Status, error)
 	Ready(ctx context.Context) error
+	Depth(ctx context.Context) (uint64, error)
+	Watch(ctx context.Context, fn func(st *queue.Status, initial bool)) error
 }
 
 // seriesReader is what the bridge needs of Orthanc. The webhook handler never
@@ -37,6 +40,8 @@ type jobQueue interface {
 type seriesReader interface {
 	Series(ctx context.Context, id string) (*orthanc.Series, error)
 	System(ctx context.Context) (*orthanc.System, error)
+	FindSEG(ctx context.Context, sourceSeriesID, algorithm, version string) (*orthanc.SEGRef, error)
+	LookupSeries(ctx context.Context, seriesInstanceUID string) (string, error)
 }
 
 var (
@@ -82,6 +87,11 @@ type Config struct {
 	OrthancPublicURL string
 	// BodyLimit caps request bodies. Default "1M".
 	BodyLimit string
+	// DjangoWait is how long the seed-compatible POST
+	// /api/mri/segmentation/series/{id}/segment/ waits for the job to end
+	// before answering 202 with its request_id. Default 300 s; negative: do
+	// not wait.
+	DjangoWait time.Duration
 }
 
 // Server is the bridge's HTTP server.
@@ -92,10 +102,12 @@ type Server struct {
 	orthanc seriesReader
 	echo    *echo.Echo
 	models  map[string]Model
+	metrics *metrics
 
-	mu       sync.Mutex
-	listener net.Listener
-	done     chan error
+	mu          sync.Mutex
+	listener    net.Listener
+	done        chan error
+	stopWatchFn context.CancelFunc
 }
 
 // New builds the bridge's HTTP server.
@@ -109,6 +121,9 @@ func New(logger zerolog.Logger, q jobQueue, o seriesReader, cfg Config) (*Server
 	if len(cfg.Modalities) == 0 {
 		cfg.Modalities = []string{"MR"}
 	}
+	if cfg.DjangoWait == 0 {
+		cfg.DjangoWait = 300 * time.Second
+	}
 	if cfg.WebhookToken == "" {
 		return nil, errors.New("bridge: WebhookToken is required")
 	}
@@ -121,6 +136,7 @@ func New(logger zerolog.Logger, q jobQueue, o seriesReader, cfg Config) (*Server
 		queue:   q,
 		orthanc: o,
 		models:  map[string]Model{},
+		metrics: newMetrics(),
 	}
 	for _, m := range cfg.Models {
 		s.models[m.Name] = m
@@ -143,14 +159,21 @@ func (s *Server) Handler() http.Handler { return s.echo }
 
 // Start listens and serves in the background; it returns once listening.
 func (s *Server) Start(ctx context.Context) error {
+	wctx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
+	if err := s.queue.Watch(wctx, s.metrics.status); err != nil {
+		stopWatch()
+		return fmt.Errorf("bridge: %w", err)
+	}
 	l, err := net.Listen("tcp", s.cfg.Listen)
 	if err != nil {
+		stopWatch()
 		return fmt.Errorf("bridge: listen %s: %w", s.cfg.Listen, err)
 	}
 	done := make(chan error, 1)
 	s.mu.Lock()
 	s.listener = l
 	s.done = done
+	s.stopWatchFn = stopWatch
 	s.mu.Unlock()
 	s.echo.Listener = l
 	go func() {
@@ -177,12 +200,13 @@ func (s *Server) Addr() string {
 // Stop stops accepting requests and waits for those in flight. Safe to call twice.
 func (s *Server) Stop(ctx context.Context) error {
 	s.mu.Lock()
-	done := s.done
-	s.done = nil
+	done, stopWatch := s.done, s.stopWatchFn
+	s.done, s.stopWatchFn = nil, nil
 	s.mu.Unlock()
 	if done == nil {
 		return nil
 	}
+	stopWatch()
 	if err := s.echo.Shutdown(ctx); err != nil {
 		return fmt.Errorf("bridge: shutdown: %w", err)
 	}
@@ -199,7 +223,8 @@ func (s *Server) routes() *echo.Echo {
 
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
-	e.POST("/v1/events/orthanc", s.webhook, s.requireToken(func() string { return s.cfg.WebhookToken }))
+	e.GET("/metrics", s.metricsHandler)
+	e.POST("/v1/events/orthanc", s.webhook, s.timeWebhook, s.requireToken(func() string { return s.cfg.WebhookToken }))
 
 	api := e.Group("/v1", s.requireToken(func() string { return s.cfg.APIToken }))
 	api.POST("/series/:id/segment", s.trigger)
@@ -207,7 +232,41 @@ func (s *Server) routes() *echo.Echo {
 	api.GET("/jobs", s.listJobs)
 	api.GET("/jobs/:id", s.getJob)
 	api.DELETE("/jobs/:id", s.cancelJob)
+
+	// The seed's Django paths, so its frontend works unchanged.
+	dj := e.Group("/api/mri/segmentation", s.requireToken(func() string { return s.cfg.APIToken }))
+	for _, suffix := range []string{"/", ""} {
+		dj.POST("/series/:id/segment"+suffix, s.djangoSegment)
+		dj.GET("/status/:rid"+suffix, s.djangoStatus)
+		dj.GET("/requests"+suffix, s.djangoRequests)
+	}
 	return e
+}
+
+// timeWebhook records how long the webhook takes to answer: Orthanc's whole
+// REST API waits on it.
+func (s *Server) timeWebhook(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		err := next(c)
+		code := c.Response().Status
+		var he *echo.HTTPError
+		if errors.As(err, &he) {
+			code = he.Code
+		} else if err != nil {
+			code = http.StatusInternalServerError
+		}
+		s.metrics.observeWebhook(code, time.Since(start))
+		return err
+	}
+}
+
+func (s *Server) metricsHandler(c echo.Context) error {
+	depth, err := s.depth(c.Request().Context())
+	c.Response().Header().Set(echo.HeaderContentType, "text/plain; version=0.0.4; charset=utf-8")
+	c.Response().WriteHeader(http.StatusOK)
+	s.metrics.write(c.Response(), depth, err)
+	return nil
 }
 
 // apiError is the JSON body of every error answer.

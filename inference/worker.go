@@ -2,9 +2,11 @@ package inference
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/big"
 	"os"
 	"sync"
 	"time"
@@ -31,6 +33,7 @@ type pacs interface {
 	InstanceFile(ctx context.Context, id string) ([]byte, error)
 	Store(ctx context.Context, dcm []byte) (*orthanc.Stored, error)
 	SetMetadata(ctx context.Context, level, id, name, value string) error
+	FindSEG(ctx context.Context, sourceSeriesID, algorithm, version string) (*orthanc.SEGRef, error)
 }
 
 // segmenter runs a model on a volume.
@@ -58,8 +61,9 @@ type WorkerConfig struct {
 	// PollWait is how long one wait for a job lasts. Default 5 s.
 	PollWait time.Duration
 	// RetryDelay is the first delay before a transient failure is retried; it
-	// doubles with each attempt up to 5 minutes. Default 5 s.
-	RetryDelay time.Duration
+	// doubles with each attempt up to MaxRetryDelay. Defaults 5 s and 5 min.
+	RetryDelay    time.Duration
+	MaxRetryDelay time.Duration
 	// Limits bound the series a worker accepts.
 	Limits volume.Limits
 }
@@ -83,6 +87,9 @@ func (c WorkerConfig) withDefaults() WorkerConfig {
 	}
 	if c.RetryDelay == 0 {
 		c.RetryDelay = 5 * time.Second
+	}
+	if c.MaxRetryDelay == 0 {
+		c.MaxRetryDelay = 5 * time.Minute
 	}
 	return c
 }
@@ -316,8 +323,8 @@ func (w *Worker) handle(ctx context.Context, d *queue.Delivery) {
 		log.Warn().Str("reason", reason).Msg("job failed")
 	default:
 		delay := w.cfg.RetryDelay << (d.Attempt - 1)
-		if delay > 5*time.Minute || delay <= 0 {
-			delay = 5 * time.Minute
+		if delay > w.cfg.MaxRetryDelay || delay <= 0 {
+			delay = w.cfg.MaxRetryDelay
 		}
 		_, _ = w.jobs.Update(rctx, job.ID, func(st *queue.Status) error {
 			st.State, st.Stage = queue.StateQueued, ""
@@ -430,6 +437,20 @@ func (w *Worker) run(ctx context.Context, job queue.Job, log zerolog.Logger) (ou
 	if !m.Applies(ser.Modality()) {
 		return out, permanent(fmt.Errorf("model %s does not apply to modality %q", m.Name, ser.Modality()))
 	}
+	// A SEG by this model version may already be in Orthanc: stored by an
+	// attempt that died before its ack, or before the bridge lost its state.
+	// Unless asked to redo it, that SEG is the result.
+	if !job.Force {
+		if ref, err := w.pacs.FindSEG(ctx, job.SeriesID, m.Name, m.Version); err != nil {
+			return out, fmt.Errorf("look for an existing SEG of series %s: %w", job.SeriesID, err)
+		} else if ref != nil {
+			done()
+			log.Info().Str("seg_series", ref.SeriesID).Msg("Orthanc already has this SEG; not running the model again")
+			out.segSeries, out.segInstance = ref.SeriesID, ref.InstanceID
+			out.timings["total"] = ms(w.now().Sub(t.start))
+			return out, nil
+		}
+	}
 	instances, err := w.download(ctx, ser, t)
 	done()
 	if err != nil {
@@ -461,6 +482,10 @@ func (w *Worker) run(ctx context.Context, job queue.Job, log zerolog.Logger) (ou
 		AlgorithmVersion:  m.Version,
 		SoftwareVersions:  "segbridge",
 		ContentCreator:    "segbridge^" + w.cfg.Name,
+		// UIDs derived from the job and its generation: an attempt that
+		// stored its SEG but died before the ack stores the same instance
+		// again, which Orthanc answers AlreadyStored — still one SEG.
+		NewUID: jobUIDs(job),
 	})
 	done()
 	if err != nil {
@@ -477,6 +502,22 @@ func (w *Worker) run(ctx context.Context, job queue.Job, log zerolog.Logger) (ou
 	t.timings["total"] = ms(w.now().Sub(t.start))
 	t.timings["end_to_end"] = ms(w.now().Sub(job.RequestedAt))
 	return out, nil
+}
+
+// jobUIDs returns a NewUID function that yields, in turn, UIDs derived
+// from the job's message (id, generation and request time, so a job queued
+// again after the bridge lost its state still gets new UIDs) as 2.25 UIDs
+// from a SHA-256, as PS3.5 B.2 allows for UUID-derived values.
+func jobUIDs(job queue.Job) func() string {
+	n := 0
+	return func() string {
+		n++
+		h := sha256.Sum256([]byte(fmt.Sprintf("segbridge\x00%s\x00%d\x00%d\x00%d", job.ID, job.Generation, job.RequestedAt.UnixNano(), n)))
+		b := h[:16]
+		b[6] = b[6]&0x0f | 0x80 // version 8 (name-based, custom hash)
+		b[8] = b[8]&0x3f | 0x80 // RFC 9562 variant
+		return "2.25." + new(big.Int).SetBytes(b).String()
+	}
 }
 
 // download fetches and parses every instance of the series, several at a
@@ -502,7 +543,7 @@ func (w *Worker) download(ctx context.Context, ser *orthanc.Series, t *stageTime
 		go func() {
 			defer wg.Done()
 			for i := range idx {
-				data, err := w.pacs.InstanceFile(ctx, ser.Instances[i])
+				data, err := orthanc.UncompressedInstanceFile(ctx, w.pacs, ser.Instances[i])
 				if err == nil {
 					out[i], err = volume.ParseInstance(data)
 					if err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/segbridge/segbridge/internal/model"
 	"github.com/segbridge/segbridge/internal/orthanc"
 	"github.com/segbridge/segbridge/internal/queue"
+	"github.com/segbridge/segbridge/internal/reconcile"
 )
 
 // serve runs the bridge, the embedded (or external) queue and in-process workers.
@@ -50,9 +51,20 @@ func serve(ctx context.Context, logger zerolog.Logger, cfg *config.Config) error
 		DefaultModel:     cfg.Model,
 		Modalities:       cfg.Modalities,
 		OrthancPublicURL: cfg.OrthancPublicURL,
+		DjangoWait:       djangoWait(cfg.DjangoWait),
 	})
 	if err != nil {
 		return err
+	}
+	var rec *reconcile.Reconciler
+	if cfg.ReconcileInterval > 0 {
+		rec, err = reconcile.New(logger, oc, q, srv.QueueStable, reconcile.Config{
+			Interval:  cfg.ReconcileInterval,
+			StartFrom: cfg.ReconcileFrom,
+		})
+		if err != nil {
+			return err
+		}
 	}
 	if cfg.APIToken == "" {
 		logger.Warn().Msg("SEGBRIDGE_API_TOKEN is not set: the /v1 API is open to anyone on this machine (loopback only)")
@@ -83,6 +95,11 @@ func serve(ctx context.Context, logger zerolog.Logger, cfg *config.Config) error
 			return err
 		}
 	}
+	if rec != nil {
+		if err := rec.Start(ctx); err != nil {
+			return err
+		}
+	}
 	logger.Info().Str("listen", srv.Addr()).Str("orthanc", oc.URL()).Int("workers", cfg.Workers).Msg("segbridge serving")
 	<-ctx.Done()
 	logger.Info().Msg("shutting down")
@@ -90,6 +107,11 @@ func serve(ctx context.Context, logger zerolog.Logger, cfg *config.Config) error
 	stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var errs []error
+	if rec != nil {
+		if err := rec.Stop(stopCtx); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if err := srv.Stop(stopCtx); err != nil {
 		errs = append(errs, err)
 	}
@@ -116,6 +138,9 @@ func queueConfig(cfg *config.Config) queue.Config {
 		Token:        cfg.NATSToken,
 		CredsFile:    cfg.NATSCreds,
 		NKeySeedFile: cfg.NATSNKeySeed,
+		TLSCAFile:    cfg.NATSTLSCA,
+		TLSCertFile:  cfg.NATSTLSCert,
+		TLSKeyFile:   cfg.NATSTLSKey,
 		DataDir:      cfg.DataDir,
 		Listen:       cfg.NATSListen,
 		AckWait:      cfg.AckWait,
@@ -136,7 +161,16 @@ func workerConfig(cfg *config.Config) inference.WorkerConfig {
 		Concurrency:         cfg.Workers,
 		DownloadConcurrency: cfg.DownloadConcurrency,
 		AckWait:             cfg.AckWait,
+		RetryDelay:          cfg.RetryDelay,
 	}
+}
+
+// djangoWait maps the configuration's 0 ("do not wait") to the bridge's.
+func djangoWait(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
 
 // loadModels reads the manifests named by the configuration and applies the
@@ -144,14 +178,14 @@ func workerConfig(cfg *config.Config) inference.WorkerConfig {
 func loadModels(cfg *config.Config) ([]*model.Model, error) {
 	var models []*model.Model
 	if cfg.ModelsDir != "" {
-		ms, err := model.LoadDir(cfg.ModelsDir)
+		ms, err := model.LoadDir(cfg.ModelsDir, model.WithFileDirs(cfg.ModelFiles...))
 		if err != nil {
 			return nil, fmt.Errorf("load models: %w", err)
 		}
 		models = append(models, ms...)
 	}
 	if cfg.ModelPath != "" {
-		m, err := model.Load(cfg.ModelPath)
+		m, err := model.Load(cfg.ModelPath, model.WithFileDirs(cfg.ModelFiles...))
 		if err != nil {
 			return nil, fmt.Errorf("load model: %w", err)
 		}

@@ -29,7 +29,8 @@ type system struct {
 	bridge   string
 	token    string
 	logs     *syncBuffer
-	stopOnce sync.Once
+	env      map[string]string
+	stopOnce *sync.Once
 	stop     func()
 }
 
@@ -84,11 +85,29 @@ func setupSystem(t *testing.T, extraEnv map[string]string) *system {
 	for k, v := range extraEnv {
 		env[k] = v
 	}
+	s.env = env
+	t.Cleanup(func() {
+		s.stopServe(t)
+		if t.Failed() {
+			t.Logf("segbridge log:\n%s", tail(s.logs.String(), 6000))
+			t.Logf("orthanc log:\n%s", tail(s.orthanc.Log(), 3000))
+		}
+	})
+	s.startServe(t)
+	return s
+}
+
+// startServe runs `segbridge serve` with s.env through run() and waits
+// until it answers /healthz.
+func (s *system) startServe(t *testing.T) {
+	t.Helper()
+	env := s.env
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"serve"}, func(k string) string { return env[k] }, io.Discard, s.logs)
 	}()
+	s.stopOnce = &sync.Once{}
 	s.stop = func() {
 		cancel()
 		select {
@@ -100,13 +119,6 @@ func setupSystem(t *testing.T, extraEnv map[string]string) *system {
 			t.Errorf("serve did not stop within 40 s")
 		}
 	}
-	t.Cleanup(func() {
-		s.stopOnce.Do(s.stop)
-		if t.Failed() {
-			t.Logf("segbridge log:\n%s", tail(s.logs.String(), 6000))
-			t.Logf("orthanc log:\n%s", tail(s.orthanc.Log(), 3000))
-		}
-	})
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		resp, err := http.Get(s.bridge + "/healthz")
@@ -126,7 +138,34 @@ func setupSystem(t *testing.T, extraEnv map[string]string) *system {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return s
+}
+
+// stopServe stops `segbridge serve` (as SIGTERM would); safe to call twice.
+func (s *system) stopServe(t *testing.T) {
+	t.Helper()
+	if s.stopOnce != nil {
+		s.stopOnce.Do(s.stop)
+	}
+}
+
+// restartServe stops serve and starts it again with env changes (an empty
+// value removes a variable), on the same Orthanc.
+func (s *system) restartServe(t *testing.T, changes map[string]string) {
+	t.Helper()
+	s.stopServe(t)
+	env := map[string]string{}
+	for k, v := range s.env {
+		env[k] = v
+	}
+	for k, v := range changes {
+		if v == "" {
+			delete(env, k)
+		} else {
+			env[k] = v
+		}
+	}
+	s.env = env
+	s.startServe(t)
 }
 
 func tail(s string, n int) string {
@@ -162,6 +201,8 @@ type jobView struct {
 	ID          string             `json:"id"`
 	SeriesID    string             `json:"series_id"`
 	State       string             `json:"state"`
+	Stage       string             `json:"stage"`
+	Attempts    int                `json:"attempts"`
 	Trigger     string             `json:"trigger"`
 	Generation  int                `json:"generation"`
 	Error       string             `json:"error"`
@@ -175,6 +216,7 @@ type seriesView struct {
 	State    string    `json:"state"`
 	Jobs     []jobView `json:"jobs"`
 	Error    string    `json:"error"`
+	Warning  string    `json:"warning"`
 }
 
 func (s *system) seriesStatus(t *testing.T, id string) (int, seriesView) {

@@ -32,7 +32,10 @@ func workerCmd(ctx context.Context, logger zerolog.Logger, cfg *config.Config) e
 	if err != nil {
 		return err
 	}
-	q, err := queue.Open(ctx, logger, queueConfig(cfg))
+	qcfg := queueConfig(cfg)
+	qcfg.Bind = true // workers may only take jobs: the bridge creates the queue
+	qcfg.Name = "segbridge-worker"
+	q, err := queue.Open(ctx, logger, qcfg)
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -49,12 +50,38 @@ type Config struct {
 	NATSCreds    string
 	NATSNKeySeed string
 	NATSListen   string
+	// NATSTLSCA, NATSTLSCert and NATSTLSKey (SEGBRIDGE_NATS_TLS_CA,
+	// SEGBRIDGE_NATS_TLS_CERT, SEGBRIDGE_NATS_TLS_KEY) are PEM files for TLS
+	// to an external NATS server: its CA, and a client certificate and key.
+	NATSTLSCA   string
+	NATSTLSCert string
+	NATSTLSKey  string
+
+	// RetryDelay (SEGBRIDGE_RETRY_DELAY, default 5s) is the delay before a
+	// job that failed for a transient reason is tried again; it doubles with
+	// each attempt, up to 5 minutes.
+	RetryDelay time.Duration
+	// ReconcileInterval (SEGBRIDGE_RECONCILE_INTERVAL, default 5s; "off"
+	// disables) is how often the bridge reads Orthanc's /changes feed.
+	ReconcileInterval time.Duration
+	// ReconcileFrom (SEGBRIDGE_RECONCILE_FROM, default "latest") is where the
+	// reconciler starts when it has no saved position: "latest" (only new
+	// changes) or a change number (0: every series Orthanc holds). -1 means
+	// latest.
+	ReconcileFrom int64
+	// DjangoWait (SEGBRIDGE_DJANGO_WAIT, default 300s) is how long the seed's
+	// POST /api/mri/segmentation/series/{id}/segment/ waits for the result.
+	DjangoWait time.Duration
 
 	// ModelsDir (SEGBRIDGE_MODELS_DIR) is a folder of model manifests.
 	// ModelPath (MODEL_PATH) is one manifest (.yaml) — the seed's variable.
 	// At least one is needed to run workers.
 	ModelsDir string
 	ModelPath string
+	// ModelFiles (SEGBRIDGE_MODEL_FILES, a colon-separated list of folders)
+	// are searched for a manifest's relative file and colormap when they are
+	// not beside the manifest. Default none.
+	ModelFiles []string
 	// Model (SEGBRIDGE_MODEL) names the model used for automatic triggers;
 	// default: the only model found, or an error if there are several.
 	Model string
@@ -99,8 +126,16 @@ func FromEnv(getenv func(string) string) (*Config, error) {
 		NATSCreds:           getenv("SEGBRIDGE_NATS_CREDS"),
 		NATSNKeySeed:        getenv("SEGBRIDGE_NATS_NKEY_SEED"),
 		NATSListen:          getenv("SEGBRIDGE_NATS_LISTEN"),
+		NATSTLSCA:           getenv("SEGBRIDGE_NATS_TLS_CA"),
+		NATSTLSCert:         getenv("SEGBRIDGE_NATS_TLS_CERT"),
+		NATSTLSKey:          getenv("SEGBRIDGE_NATS_TLS_KEY"),
+		RetryDelay:          5 * time.Second,
+		ReconcileInterval:   5 * time.Second,
+		ReconcileFrom:       -1,
+		DjangoWait:          300 * time.Second,
 		ModelsDir:           getenv("SEGBRIDGE_MODELS_DIR"),
 		ModelPath:           getenv("MODEL_PATH"),
+		ModelFiles:          filepath.SplitList(getenv("SEGBRIDGE_MODEL_FILES")),
 		Model:               getenv("SEGBRIDGE_MODEL"),
 		Device:              strings.ToLower(or(getenv("DEVICE"), "cpu")),
 		ORTLibrary:          getenv("SEGBRIDGE_ORT_LIB"),
@@ -147,6 +182,34 @@ func FromEnv(getenv func(string) string) (*Config, error) {
 		} else {
 			c.AckWait = d
 		}
+	}
+	durVar := func(name string, dst *time.Duration, min time.Duration) {
+		if v := getenv(name); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil || d < min {
+				errs = append(errs, fmt.Errorf("%s: %q is not a duration of at least %s (e.g. 5s)", name, v, min))
+				return
+			}
+			*dst = d
+		}
+	}
+	durVar("SEGBRIDGE_RETRY_DELAY", &c.RetryDelay, 100*time.Millisecond)
+	durVar("SEGBRIDGE_DJANGO_WAIT", &c.DjangoWait, 0)
+	if v := getenv("SEGBRIDGE_RECONCILE_INTERVAL"); v == "off" || v == "0" {
+		c.ReconcileInterval = 0
+	} else {
+		durVar("SEGBRIDGE_RECONCILE_INTERVAL", &c.ReconcileInterval, 100*time.Millisecond)
+	}
+	if v := getenv("SEGBRIDGE_RECONCILE_FROM"); v != "" && v != "latest" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			errs = append(errs, fmt.Errorf("SEGBRIDGE_RECONCILE_FROM: %q is not \"latest\" or a change number >= 0", v))
+		} else {
+			c.ReconcileFrom = n
+		}
+	}
+	if (c.NATSTLSCert == "") != (c.NATSTLSKey == "") {
+		errs = append(errs, errors.New("SEGBRIDGE_NATS_TLS_CERT and SEGBRIDGE_NATS_TLS_KEY must be set together"))
 	}
 	if v := getenv("THRESHOLD"); v != "" {
 		f, err := strconv.ParseFloat(v, 64)

@@ -355,3 +355,120 @@ func (c *Client) SetMetadata(ctx context.Context, level, id, name, value string)
 func ExplorerURL(base, seriesID string) string {
 	return strings.TrimRight(base, "/") + "/app/explorer.html#series?uuid=" + seriesID
 }
+
+// Change is one entry of Orthanc's /changes feed.
+type Change struct {
+	Seq          int64
+	ChangeType   string
+	ResourceType string
+	ID           string
+	Date         string
+}
+
+// Changes is one page of Orthanc's /changes feed.
+type Changes struct {
+	Changes []Change
+	// Done is true when this page reaches the end of the feed.
+	Done bool
+	// Last is the sequence number to pass as since for the next page.
+	Last int64
+}
+
+// Changes reads up to limit changes after since (GET /changes).
+func (c *Client) Changes(ctx context.Context, since int64, limit int) (*Changes, error) {
+	var ch Changes
+	if err := c.getJSON(ctx, fmt.Sprintf("/changes?since=%d&limit=%d", since, limit), &ch); err != nil {
+		return nil, err
+	}
+	return &ch, nil
+}
+
+// LastChange is the sequence number of Orthanc's newest change.
+func (c *Client) LastChange(ctx context.Context) (int64, error) {
+	var ch Changes
+	if err := c.getJSON(ctx, "/changes?last", &ch); err != nil {
+		return 0, err
+	}
+	return ch.Last, nil
+}
+
+// SEGRef names a SEG series stored in Orthanc.
+type SEGRef struct {
+	SeriesID   string
+	InstanceID string
+}
+
+// FindSEG looks in the study of a source series for a SEG series that
+// references that series (ReferencedSeriesSequence) and was made by the
+// given algorithm name and version (SegmentSequence's Segmentation Algorithm
+// Identification). It returns nil, nil when there is none. It reads DICOM
+// content, so it does not depend on anything segbridge stored elsewhere: a
+// SEG in Orthanc is found even after the bridge lost all its state.
+func (c *Client) FindSEG(ctx context.Context, sourceSeriesID, algorithm, version string) (*SEGRef, error) {
+	src, err := c.Series(ctx, sourceSeriesID)
+	if err != nil {
+		return nil, err
+	}
+	uid := src.MainDicomTags["SeriesInstanceUID"]
+	var all []Series
+	if err := c.getJSON(ctx, "/studies/"+src.ParentStudy+"/series", &all); err != nil {
+		return nil, err
+	}
+	for _, s := range all {
+		if s.Modality() != "SEG" || len(s.Instances) == 0 {
+			continue
+		}
+		for _, inst := range s.Instances {
+			ok, err := c.segMatches(ctx, inst, uid, algorithm, version)
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				return &SEGRef{SeriesID: s.ID, InstanceID: inst}, nil
+			}
+		}
+	}
+	return nil, nil
+}
+
+func (c *Client) segMatches(ctx context.Context, inst, srcUID, algorithm, version string) (bool, error) {
+	checks := []struct{ path, want string }{
+		{"0008-1115/0/0020-000e", srcUID},                // ReferencedSeriesSequence > SeriesInstanceUID
+		{"0062-0002/0/0062-0007/0/0066-0036", algorithm}, // SegmentSequence > SegmentationAlgorithmIdentificationSequence > AlgorithmName
+		{"0062-0002/0/0062-0007/0/0066-0031", version},   // ... > AlgorithmVersion
+	}
+	for _, ch := range checks {
+		b, err := c.do(ctx, http.MethodGet, "/instances/"+inst+"/content/"+ch.path, nil, nil)
+		if errors.Is(err, ErrNotFound) {
+			c.logger.Debug().Str("instance", inst).Str("path", ch.path).Msg("SEG lacks the tag")
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		if got := strings.TrimRight(string(b), "\x00 "); got != ch.want {
+			c.logger.Debug().Str("instance", inst).Str("path", ch.path).Str("got", got).Str("want", ch.want).Msg("SEG does not match")
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// LookupSeries finds a series by its SeriesInstanceUID and returns its
+// Orthanc id; the error matches ErrNotFound when Orthanc has none.
+func (c *Client) LookupSeries(ctx context.Context, seriesInstanceUID string) (string, error) {
+	b, err := c.do(ctx, http.MethodPost, "/tools/lookup", []byte(seriesInstanceUID), http.Header{"Accept": {"application/json"}})
+	if err != nil {
+		return "", err
+	}
+	var hits []struct{ ID, Type string }
+	if err := json.Unmarshal(b, &hits); err != nil {
+		return "", fmt.Errorf("decode lookup answer: %w", err)
+	}
+	for _, h := range hits {
+		if h.Type == "Series" {
+			return h.ID, nil
+		}
+	}
+	return "", fmt.Errorf("series instance uid %s: %w", seriesInstanceUID, ErrNotFound)
+}

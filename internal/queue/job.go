@@ -38,6 +38,10 @@ type Job struct {
 	// of an older generation is stale and skipped.
 	Generation  uint64    `json:"generation"`
 	RequestedAt time.Time `json:"requested_at"`
+	// Force asks for a new SEG even when Orthanc already has one by this
+	// model version; without it a worker that finds one records it as the
+	// job's result instead of running the model again.
+	Force bool `json:"force,omitempty"`
 }
 
 // JobID derives a job's id from the series and the model version. The id is

@@ -29,19 +29,34 @@ const (
 	Subject      = "segbridge.jobs"
 	StatusBucket = "segbridge_status"
 	ConsumerName = "segbridge-workers"
+	// CursorBucket holds small persistent positions, such as the
+	// reconciler's place in Orthanc's /changes feed.
+	CursorBucket = "segbridge_cursors"
 )
 
 // Config configures the queue.
 type Config struct {
 	// URL of an external NATS server ("nats://host:4222"). Empty: embed one.
 	URL string
-	// Token authenticates to the NATS server (external), or is required from
-	// clients of the embedded server's TCP listener.
+	// Token authenticates to the NATS server (external), or is what remote
+	// workers must present to the embedded server's TCP listener; they get
+	// worker permissions only (see WorkerPermissions). The bridge's own
+	// in-process connection uses a random token of its own.
 	Token string
 	// CredsFile is a NATS credentials file for an external server.
 	CredsFile string
 	// NKeySeedFile is an NKey seed file for an external server.
 	NKeySeedFile string
+	// TLSCAFile, TLSCertFile and TLSKeyFile configure TLS to an external
+	// server: the CA that signed its certificate, and an optional client
+	// certificate and key.
+	TLSCAFile   string
+	TLSCertFile string
+	TLSKeyFile  string
+	// Bind makes Open look up the stream, consumer and status bucket instead
+	// of creating or updating them, so a client with worker permissions can
+	// open the queue. Workers set it; the bridge creates the objects.
+	Bind bool
 
 	// DataDir is where the embedded server keeps its JetStream files.
 	// Required when URL is empty.
@@ -85,6 +100,12 @@ func (c Config) validate() error {
 	if c.Listen != "" && c.Token == "" {
 		return errors.New("queue: a NATS listener (SEGBRIDGE_NATS_LISTEN) needs SEGBRIDGE_NATS_TOKEN")
 	}
+	if c.URL == "" && c.Bind {
+		return errors.New("queue: a worker needs SEGBRIDGE_NATS_URL")
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		return errors.New("queue: SEGBRIDGE_NATS_TLS_CERT and SEGBRIDGE_NATS_TLS_KEY go together")
+	}
 	return nil
 }
 
@@ -96,12 +117,16 @@ type Queue struct {
 	cfg    Config
 	logger zerolog.Logger
 	ns     *server.Server
-	nc     *nats.Conn
-	js     jetstream.JetStream
-	stream jetstream.Stream
-	kv     jetstream.KeyValue
-	cons   jetstream.Consumer
-	now    func() time.Time
+	// bridgeToken authenticates this process's own connection to the
+	// embedded server.
+	bridgeToken string
+	nc          *nats.Conn
+	js          jetstream.JetStream
+	stream      jetstream.Stream
+	kv          jetstream.KeyValue
+	cursor      jetstream.KeyValue
+	cons        jetstream.Consumer
+	now         func() time.Time
 
 	closeOnce sync.Once
 }
@@ -124,11 +149,14 @@ func Open(ctx context.Context, logger zerolog.Logger, cfg Config) (*Queue, error
 		}
 		q.ns = ns
 		url = ns.ClientURL()
-		opts = append(opts, nats.InProcessServer(ns))
-		if cfg.Token != "" {
-			opts = append(opts, nats.Token(cfg.Token))
-		}
+		opts = append(opts, nats.InProcessServer(ns), nats.Token(q.bridgeToken))
 	} else {
+		if cfg.TLSCAFile != "" {
+			opts = append(opts, nats.RootCAs(cfg.TLSCAFile))
+		}
+		if cfg.TLSCertFile != "" {
+			opts = append(opts, nats.ClientCert(cfg.TLSCertFile, cfg.TLSKeyFile))
+		}
 		switch {
 		case cfg.CredsFile != "":
 			opts = append(opts, nats.UserCredentials(cfg.CredsFile))
@@ -168,9 +196,8 @@ func (q *Queue) startEmbedded() (*server.Server, error) {
 		NoLog:      true,
 		DontListen: q.cfg.Listen == "",
 	}
-	if q.cfg.Token != "" {
-		o.Authorization = q.cfg.Token
-	}
+	q.bridgeToken = randomToken()
+	o.CustomClientAuthentication = &tokenAuth{bridge: q.bridgeToken, worker: q.cfg.Token}
 	if q.cfg.Listen != "" {
 		host, port, err := splitHostPort(q.cfg.Listen)
 		if err != nil {
@@ -196,6 +223,9 @@ func (q *Queue) setup(ctx context.Context) error {
 		return fmt.Errorf("queue: jetstream: %w", err)
 	}
 	q.js = js
+	if q.cfg.Bind {
+		return q.bind(ctx)
+	}
 	storage := jetstream.FileStorage
 	q.stream, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        StreamName,
@@ -217,6 +247,15 @@ func (q *Queue) setup(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("queue: status bucket: %w", err)
 	}
+	q.cursor, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      CursorBucket,
+		Description: "segbridge cursors (reconciler position in Orthanc's changes)",
+		History:     1,
+		Storage:     storage,
+	})
+	if err != nil {
+		return fmt.Errorf("queue: cursor bucket: %w", err)
+	}
 	q.cons, err = q.stream.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
 		Durable:       ConsumerName,
 		AckPolicy:     jetstream.AckExplicitPolicy,
@@ -225,6 +264,21 @@ func (q *Queue) setup(ctx context.Context) error {
 		MaxAckPending: 1024,
 	})
 	if err != nil {
+		return fmt.Errorf("queue: consumer: %w", err)
+	}
+	return nil
+}
+
+// bind looks up the objects the bridge created, with worker permissions.
+func (q *Queue) bind(ctx context.Context) error {
+	var err error
+	if q.stream, err = q.js.Stream(ctx, StreamName); err != nil {
+		return fmt.Errorf("queue: stream %s (is the bridge running?): %w", StreamName, err)
+	}
+	if q.kv, err = q.js.KeyValue(ctx, StatusBucket); err != nil {
+		return fmt.Errorf("queue: status bucket: %w", err)
+	}
+	if q.cons, err = q.stream.Consumer(ctx, ConsumerName); err != nil {
 		return fmt.Errorf("queue: consumer: %w", err)
 	}
 	return nil
@@ -294,6 +348,7 @@ func (q *Queue) Enqueue(ctx context.Context, job Job, force bool) (*Status, bool
 				return cur, false, nil
 			}
 		}
+		job.Force = force
 		job.Generation = 1
 		if cur != nil {
 			job.Generation = cur.Generation + 1

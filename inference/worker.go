@@ -434,8 +434,12 @@ func (w *Worker) run(ctx context.Context, job queue.Job, log zerolog.Logger) (ou
 	if ser.Modality() == "SEG" {
 		return out, permanent(fmt.Errorf("series %s is itself a segmentation (SEG)", job.SeriesID))
 	}
-	if !m.Applies(ser.Modality()) {
-		return out, permanent(fmt.Errorf("model %s does not apply to modality %q", m.Name, ser.Modality()))
+	if ok, reason := m.Matches(model.SeriesInfo{
+		Modality:          ser.Modality(),
+		SeriesDescription: ser.MainDicomTags["SeriesDescription"],
+		BodyPartExamined:  ser.MainDicomTags["BodyPartExamined"],
+	}); !ok {
+		return out, permanent(fmt.Errorf("model %s does not apply to series %s: %s", m.Name, job.SeriesID, reason))
 	}
 	// A SEG by this model version may already be in Orthanc: stored by an
 	// attempt that died before its ack, or before the bridge lost its state.
@@ -520,65 +524,23 @@ func jobUIDs(job queue.Job) func() string {
 	}
 }
 
-// download fetches and parses every instance of the series, several at a
-// time over keep-alive connections; parsing overlaps the downloads.
+// uncompressed fetches instances as Explicit VR Little Endian, asking
+// Orthanc to transcode those stored compressed.
+type uncompressed struct{ p pacs }
+
+func (u uncompressed) InstanceFile(ctx context.Context, id string) ([]byte, error) {
+	return orthanc.UncompressedInstanceFile(ctx, u.p, id)
+}
+
+// download fetches and parses every instance of the series with
+// FetchInstances (parsing overlaps the downloads) and records the parse
+// time, summed over the download goroutines, as its own stage.
 func (w *Worker) download(ctx context.Context, ser *orthanc.Series, t *stageTimer) ([]*volume.Instance, error) {
-	n := len(ser.Instances)
-	if n == 0 {
+	if len(ser.Instances) == 0 {
 		return nil, permanent(fmt.Errorf("series %s has no instances", ser.ID))
 	}
-	out := make([]*volume.Instance, n)
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	idx := make(chan int)
-	var (
-		wg       sync.WaitGroup
-		mu       sync.Mutex
-		firstErr error
-		done     int
-	)
-	workers := min(w.cfg.DownloadConcurrency, n)
-	for g := 0; g < workers; g++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range idx {
-				data, err := orthanc.UncompressedInstanceFile(ctx, w.pacs, ser.Instances[i])
-				if err == nil {
-					out[i], err = volume.ParseInstance(data)
-					if err != nil {
-						err = fmt.Errorf("instance %s: %w", ser.Instances[i], err)
-					}
-				} else {
-					err = fmt.Errorf("download instance %s: %w", ser.Instances[i], err)
-				}
-				mu.Lock()
-				if err != nil && firstErr == nil {
-					firstErr = err
-					cancel()
-				}
-				done++
-				p := float64(done) / float64(n)
-				mu.Unlock()
-				t.report("download", p)
-			}
-		}()
-	}
-feed:
-	for i := 0; i < n; i++ {
-		select {
-		case idx <- i:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(idx)
-	wg.Wait()
-	if firstErr != nil {
-		return nil, firstErr
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	return out, nil
+	instances, parse, err := FetchInstances(ctx, uncompressed{w.pacs}, ser.Instances, w.cfg.DownloadConcurrency,
+		func(done, total int) { t.report("download", float64(done)/float64(total)) })
+	t.timings["parse"] = ms(parse)
+	return instances, err
 }

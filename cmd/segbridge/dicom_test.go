@@ -32,6 +32,9 @@ func TestDICOM_EndToEnd(t *testing.T) {
 	node := requireDcmjs(t)
 	s := setupSystem(t, map[string]string{
 		"MODEL_PATH": filepath.Join(root, "testdata/models/threshold.yaml"),
+		// Above every good series below (the largest, oblique at 2 mm, is
+		// about 2M voxels), below full-resolution ch2 (7.1M).
+		"SEGBRIDGE_MAX_VOXELS": "4000000",
 	})
 
 	// Rejections first, so that the good series after them show that the
@@ -49,6 +52,7 @@ func TestDICOM_EndToEnd(t *testing.T) {
 			{"4-D echoes", []string{"--echoes", "2"}, "4-D series"},
 			{"non-image objects", []string{"--defect", "no-pixels"}, "not an image: SOP class"},
 			{"JPEG 2000 without a codec", []string{"--defect", "j2k"}, "Orthanc cannot transcode it"},
+			{"over the configured voxel limit", []string{"--step", "1"}, "exceeds the limit of 4000000"},
 		}
 		ids := make([]string, len(cases))
 		for i, c := range cases {

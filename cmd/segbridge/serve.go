@@ -15,6 +15,7 @@ import (
 	"github.com/segbridge/segbridge/internal/orthanc"
 	"github.com/segbridge/segbridge/internal/queue"
 	"github.com/segbridge/segbridge/internal/reconcile"
+	"github.com/segbridge/segbridge/internal/volume"
 )
 
 // serve runs the bridge, the embedded (or external) queue and in-process workers.
@@ -162,6 +163,7 @@ func workerConfig(cfg *config.Config) inference.WorkerConfig {
 		DownloadConcurrency: cfg.DownloadConcurrency,
 		AckWait:             cfg.AckWait,
 		RetryDelay:          cfg.RetryDelay,
+		Limits:              volume.Limits{MaxVoxels: int64(cfg.MaxVoxels), MaxBytes: int64(cfg.MaxBytes)},
 	}
 }
 

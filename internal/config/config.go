@@ -102,6 +102,11 @@ type Config struct {
 	// DownloadConcurrency (SEGBRIDGE_DOWNLOAD_CONCURRENCY, default 8) is how
 	// many instances a worker downloads at once.
 	DownloadConcurrency int
+	// MaxVoxels (SEGBRIDGE_MAX_VOXELS, default 536870912 = 512x512x2048) and
+	// MaxBytes (SEGBRIDGE_MAX_BYTES, default 4 GiB of float32 voxels) bound
+	// the series a worker accepts; a larger one fails with the reason.
+	MaxVoxels int
+	MaxBytes  int
 	// AckWait (SEGBRIDGE_ACK_WAIT, default 60s) is a worker's lease on a job.
 	AckWait time.Duration
 	// MaxAttempts (SEGBRIDGE_MAX_ATTEMPTS, default 5) is how often a job is tried.
@@ -173,6 +178,8 @@ func FromEnv(getenv func(string) string) (*Config, error) {
 	}
 	intVar("SEGBRIDGE_WORKERS", &c.Workers, 0)
 	intVar("SEGBRIDGE_DOWNLOAD_CONCURRENCY", &c.DownloadConcurrency, 1)
+	intVar("SEGBRIDGE_MAX_VOXELS", &c.MaxVoxels, 0)
+	intVar("SEGBRIDGE_MAX_BYTES", &c.MaxBytes, 0)
 	intVar("SEGBRIDGE_MAX_ATTEMPTS", &c.MaxAttempts, 1)
 	intVar("SEGBRIDGE_ORT_THREADS", &c.IntraOpThreads, 0)
 	if v := getenv("SEGBRIDGE_ACK_WAIT"); v != "" {

@@ -198,14 +198,20 @@ func (e *env) modelsDir() string {
 	}
 	link(filepath.Join(e.root, "testdata/models/head-threshold.yaml"))
 	link(filepath.Join(e.root, "testdata/models/head-threshold.onnx"))
-	bc, _ := filepath.Glob(filepath.Join(e.root, "testdata/models/brainchop/*.yaml"))
+	bc, _ := filepath.Glob(filepath.Join(e.root, "models/brainchop/*.yaml"))
 	for _, m := range bc {
 		name := strings.TrimSuffix(filepath.Base(m), ".yaml")
-		if name == "model5_gw_ae" || name == "mindgrab" {
+		if _, err := os.Stat(filepath.Join(e.modelFiles(), name+".onnx")); err == nil && (name == "model5_gw_ae" || name == "mindgrab") {
 			link(m)
 		}
 	}
 	return dir
+}
+
+// modelFiles is where the brainchop manifests find their .onnx files: the
+// shared models folder beside the repository.
+func (e *env) modelFiles() string {
+	return filepath.Join(filepath.Dir(e.root), "shared/models/brainchop")
 }
 
 func (e *env) brainchop() []string {
@@ -434,6 +440,7 @@ func (e *env) serveEnv(port int, extra map[string]string) map[string]string {
 		"SEGBRIDGE_MODELS_DIR":    e.models,
 		"SEGBRIDGE_MODEL":         "head-threshold",
 		"SEGBRIDGE_ORT_LIB":       fixture.ORTLibrary(e.t),
+		"SEGBRIDGE_MODEL_FILES":   e.modelFiles(),
 	}
 	for k, v := range extra {
 		m[k] = v
@@ -516,7 +523,7 @@ func waitJob(t *testing.T, base, jobID string, within time.Duration) jobView {
 
 // ---- stage times ----
 
-var stageNames = []string{"wait", "download", "volume", "preprocess", "inference", "postprocess", "encode", "upload", "total", "end_to_end"}
+var stageNames = []string{"wait", "download", "parse", "volume", "preprocess", "inference", "postprocess", "encode", "upload", "total", "end_to_end"}
 
 func (e *env) benchStages(port int) {
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
@@ -606,7 +613,7 @@ func (e *env) benchMemory() {
 	for _, m := range append([]string{"head-threshold"}, e.brainchop()...) {
 		out := filepath.Join(e.t.TempDir(), "seg.dcm")
 		cmd := exec.Command(e.bin, "segment", ch2.Dir, "--model", m, "-o", out)
-		cmd.Env = append(os.Environ(), "SEGBRIDGE_MODELS_DIR="+e.models, "SEGBRIDGE_ORT_LIB="+fixture.ORTLibrary(e.t))
+		cmd.Env = append(os.Environ(), "SEGBRIDGE_MODELS_DIR="+e.models, "SEGBRIDGE_ORT_LIB="+fixture.ORTLibrary(e.t), "SEGBRIDGE_MODEL_FILES="+e.modelFiles())
 		start := time.Now()
 		b, err := cmd.CombinedOutput()
 		if err != nil {

@@ -336,7 +336,17 @@ func (q *Queue) Enqueue(ctx context.Context, job Job, force bool) (*Status, bool
 		job.ID = JobID(job.SeriesID, job.Model, job.ModelVersion)
 	}
 	for try := 0; try < 20; try++ {
-		cur, rev, err := q.get(ctx, job.ID)
+		// Most triggers are for series never seen: the first try assumes
+		// so and skips the read (publish + create: two round trips, not
+		// three). If the job exists the create fails and the loop reads it;
+		// the message just published is then a duplicate the JetStream
+		// window drops, or a stale generation the worker skips.
+		var cur *Status
+		var rev uint64
+		var err error
+		if try > 0 || force {
+			cur, rev, err = q.get(ctx, job.ID)
+		}
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			return nil, false, err
 		}

@@ -201,7 +201,7 @@ func (e *env) modelsDir() string {
 	bc, _ := filepath.Glob(filepath.Join(e.root, "models/brainchop/*.yaml"))
 	for _, m := range bc {
 		name := strings.TrimSuffix(filepath.Base(m), ".yaml")
-		if _, err := os.Stat(filepath.Join(e.modelFiles(), name+".onnx")); err == nil && (name == "model5_gw_ae" || name == "mindgrab") {
+		if _, err := os.Stat(filepath.Join(e.modelFiles(), name+".onnx")); err == nil {
 			link(m)
 		}
 	}
@@ -214,9 +214,17 @@ func (e *env) modelFiles() string {
 	return filepath.Join(filepath.Dir(e.root), "shared/models/brainchop")
 }
 
-func (e *env) brainchop() []string {
+// brainchop lists the pretrained models whose stages are timed; allModels
+// every model whose run time and peak memory are measured.
+func (e *env) brainchop() []string { return e.present("model5_gw_ae", "mindgrab") }
+
+func (e *env) allModels() []string {
+	return append([]string{"head-threshold"}, e.present("model5_gw_ae", "model11_gw_ae", "mindgrab", "model21_104class")...)
+}
+
+func (e *env) present(names ...string) []string {
 	var out []string
-	for _, n := range []string{"model5_gw_ae", "mindgrab"} {
+	for _, n := range names {
 		if _, err := os.Stat(filepath.Join(e.models, n+".yaml")); err == nil {
 			out = append(out, n)
 		}
@@ -610,7 +618,7 @@ func (e *env) benchStages(port int) {
 func (e *env) benchMemory() {
 	ch2 := fixture.MakeSeries(e.t, false, "--plane", "axial", "--seed", "300")
 	sec := Section{Title: "Peak memory (RSS) of `segbridge segment` on ch2"}
-	for _, m := range append([]string{"head-threshold"}, e.brainchop()...) {
+	for _, m := range e.allModels() {
 		out := filepath.Join(e.t.TempDir(), "seg.dcm")
 		cmd := exec.Command(e.bin, "segment", ch2.Dir, "--model", m, "-o", out)
 		cmd.Env = append(os.Environ(), "SEGBRIDGE_MODELS_DIR="+e.models, "SEGBRIDGE_ORT_LIB="+fixture.ORTLibrary(e.t), "SEGBRIDGE_MODEL_FILES="+e.modelFiles())

@@ -1,0 +1,202 @@
+package bridge
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/rs/zerolog"
+
+	"github.com/segbridge/segbridge/internal/orthanc"
+	"github.com/segbridge/segbridge/internal/queue"
+)
+
+// fakeQueue records enqueued jobs; the real queue is tested in
+// internal/queue and end to end in cmd/segbridge.
+type fakeQueue struct {
+	mu   sync.Mutex
+	jobs map[string]*queue.Status
+}
+
+func (f *fakeQueue) Enqueue(_ context.Context, job queue.Job, _ bool) (*queue.Status, bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if job.ID == "" {
+		job.ID = queue.JobID(job.SeriesID, job.Model, job.ModelVersion)
+	}
+	if st, ok := f.jobs[job.ID]; ok {
+		return st, false, nil
+	}
+	st := &queue.Status{Job: job, State: queue.StateQueued}
+	f.jobs[job.ID] = st
+	return st, true, nil
+}
+func (f *fakeQueue) Status(_ context.Context, id string) (*queue.Status, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if st, ok := f.jobs[id]; ok {
+		return st, nil
+	}
+	return nil, queue.ErrNotFound
+}
+func (f *fakeQueue) SeriesStatus(context.Context, string) ([]*queue.Status, error) { return nil, nil }
+func (f *fakeQueue) List(context.Context, queue.State, int) ([]*queue.Status, error) {
+	return nil, nil
+}
+func (f *fakeQueue) Cancel(context.Context, string) (*queue.Status, error) {
+	return nil, queue.ErrNotFound
+}
+func (f *fakeQueue) Update(_ context.Context, id string, fn func(*queue.Status) error) (*queue.Status, error) {
+	st := &queue.Status{}
+	return st, fn(st)
+}
+func (f *fakeQueue) Ready(context.Context) error                            { return nil }
+func (f *fakeQueue) Depth(context.Context) (uint64, error)                  { return 0, nil }
+func (f *fakeQueue) Watch(context.Context, func(*queue.Status, bool)) error { return nil }
+
+// fakeOrthanc counts calls: the webhook must make none.
+type fakeOrthanc struct {
+	mu    sync.Mutex
+	calls int
+}
+
+func (f *fakeOrthanc) call() {
+	f.mu.Lock()
+	f.calls++
+	f.mu.Unlock()
+}
+func (f *fakeOrthanc) Series(_ context.Context, id string) (*orthanc.Series, error) {
+	f.call()
+	return nil, &orthanc.HTTPError{StatusCode: http.StatusNotFound, Method: "GET", Path: "/series/" + id}
+}
+func (f *fakeOrthanc) System(context.Context) (*orthanc.System, error) {
+	f.call()
+	return &orthanc.System{}, nil
+}
+func (f *fakeOrthanc) FindSEG(context.Context, string, string, string) (*orthanc.SEGRef, error) {
+	f.call()
+	return nil, nil
+}
+func (f *fakeOrthanc) LookupSeries(context.Context, string) (string, error) {
+	f.call()
+	return "", orthanc.ErrNotFound
+}
+
+const testToken = "0123456789abcdef0123"
+
+func setup(t *testing.T) (*Server, *fakeQueue, *fakeOrthanc) {
+	t.Helper()
+	q := &fakeQueue{jobs: map[string]*queue.Status{}}
+	o := &fakeOrthanc{}
+	s, err := New(zerolog.Nop(), q, o, Config{
+		WebhookToken: testToken,
+		Models:       []Model{{Name: "m", Version: "1", Modalities: []string{"MR"}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, q, o
+}
+
+func do(s *Server, method, path, token, body string) (int, map[string]any) {
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	rec := httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, req)
+	var out map[string]any
+	_ = json.Unmarshal(rec.Body.Bytes(), &out)
+	return rec.Code, out
+}
+
+const seriesID = "e22983f4-0423e4a6-0b2ace74-d155cc73-79323ec3"
+
+func TestServer_Webhook(t *testing.T) {
+	tests := []struct {
+		name      string
+		token     string
+		body      string
+		wantCode  int
+		wantJobs  int
+		wantField string
+	}{
+		{"queues an MR series", testToken, `{"event":"StableSeries","series_id":"` + seriesID + `","tags":{"Modality":"MR"}}`, http.StatusAccepted, 1, "id"},
+		{"skips a SEG series", testToken, `{"series_id":"` + seriesID + `","tags":{"Modality":"SEG"}}`, http.StatusOK, 0, "skipped"},
+		{"skips an unconfigured modality", testToken, `{"series_id":"` + seriesID + `","tags":{"Modality":"CT"}}`, http.StatusOK, 0, "skipped"},
+		{"no token", "", `{"series_id":"` + seriesID + `","tags":{"Modality":"MR"}}`, http.StatusUnauthorized, 0, "error"},
+		{"wrong token", testToken + "x", `{"series_id":"` + seriesID + `","tags":{"Modality":"MR"}}`, http.StatusUnauthorized, 0, "error"},
+		{"malformed JSON", testToken, `{"series_id":`, http.StatusBadRequest, 0, "error"},
+		{"not an Orthanc id", testToken, `{"series_id":"../../etc","tags":{"Modality":"MR"}}`, http.StatusBadRequest, 0, "error"},
+		{"unknown model", testToken, `{"series_id":"` + seriesID + `","tags":{"Modality":"MR"},"model":"nope"}`, http.StatusBadRequest, 0, "error"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, q, o := setup(t)
+			code, out := do(s, http.MethodPost, "/v1/events/orthanc", tt.token, tt.body)
+			if code != tt.wantCode {
+				t.Fatalf("code %d, want %d (%v)", code, tt.wantCode, out)
+			}
+			if _, ok := out[tt.wantField]; !ok {
+				t.Errorf("answer %v has no %q", out, tt.wantField)
+			}
+			if len(q.jobs) != tt.wantJobs {
+				t.Errorf("%d jobs queued, want %d", len(q.jobs), tt.wantJobs)
+			}
+			if o.calls != 0 {
+				t.Errorf("the webhook called Orthanc %d times: Orthanc's REST API is blocked while Lua waits", o.calls)
+			}
+		})
+	}
+}
+
+func TestServer_UnknownSeriesIs404(t *testing.T) {
+	s, q, _ := setup(t)
+	for _, path := range []string{"/v1/series/" + seriesID + "/segment", "/v1/series/nope/segment"} {
+		code, out := do(s, http.MethodPost, path, "", "")
+		if code != http.StatusNotFound || out["error"] == "" {
+			t.Errorf("POST %s: %d %v, want 404 with a message", path, code, out)
+		}
+	}
+	if len(q.jobs) != 0 {
+		t.Errorf("%d jobs queued for unknown series", len(q.jobs))
+	}
+}
+
+func TestServer_APITokenWhenSet(t *testing.T) {
+	q := &fakeQueue{jobs: map[string]*queue.Status{}}
+	s, err := New(zerolog.Nop(), q, &fakeOrthanc{}, Config{
+		WebhookToken: testToken, APIToken: "api-token-api-token",
+		Models: []Model{{Name: "m", Version: "1"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := do(s, http.MethodGet, "/v1/jobs", "", ""); code != http.StatusUnauthorized {
+		t.Errorf("GET /v1/jobs without token: %d, want 401", code)
+	}
+	if code, _ := do(s, http.MethodGet, "/v1/jobs", "api-token-api-token", ""); code != http.StatusOK {
+		t.Errorf("GET /v1/jobs with token: %d, want 200", code)
+	}
+	if code, _ := do(s, http.MethodGet, "/api/mri/segmentation/requests/", "", ""); code != http.StatusUnauthorized {
+		t.Errorf("Django alias without token: %d, want 401", code)
+	}
+}
+
+func FuzzParseWebhookEvent(f *testing.F) {
+	f.Add([]byte(`{"event":"StableSeries","series_id":"` + seriesID + `","tags":{"Modality":"MR"}}`))
+	f.Add([]byte(`{"series_id":null}`))
+	f.Add([]byte(`[]`))
+	f.Add([]byte(`{"tags":{"Modality":1}}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		ev, err := ParseWebhookEvent(body)
+		if err == nil && !orthanc.ValidID(ev.SeriesID) {
+			t.Fatalf("accepted an event with series id %q", ev.SeriesID)
+		}
+	})
+}

@@ -640,17 +640,24 @@ func (e *env) benchMemory() {
 
 // ---- intake ----
 
-func (e *env) benchIntake() {
-	port := orthanctest.FreePort(e.t)
-	natsPort := orthanctest.FreePort(e.t)
-	natsToken := randomHex(16)
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	p := e.start([]string{"serve"}, e.serveEnv(port, map[string]string{
+// queueBridge starts `segbridge serve` without workers and with its NATS
+// open to worker processes (and to the bench, for counting).
+func (e *env) queueBridge() (base string, port, natsPort int, natsToken string, p *proc) {
+	port = orthanctest.FreePort(e.t)
+	natsPort = orthanctest.FreePort(e.t)
+	natsToken = randomHex(16)
+	base = fmt.Sprintf("http://127.0.0.1:%d", port)
+	p = e.start([]string{"serve"}, e.serveEnv(port, map[string]string{
 		"SEGBRIDGE_WORKERS":     "0",
 		"SEGBRIDGE_NATS_LISTEN": fmt.Sprintf("127.0.0.1:%d", natsPort),
 		"SEGBRIDGE_NATS_TOKEN":  natsToken,
 	}))
 	waitHTTP(e.t, base+"/healthz", p)
+	return base, port, natsPort, natsToken, p
+}
+
+func (e *env) benchIntake() {
+	base, _, natsPort, natsToken, p := e.queueBridge()
 	defer p.stop()
 	nc, err := nats.Connect(fmt.Sprintf("nats://127.0.0.1:%d", natsPort), nats.Token(natsToken))
 	if err != nil {
@@ -784,16 +791,7 @@ func percentile(xs []float64, p float64) float64 {
 // ---- scale ----
 
 func (e *env) benchScale() {
-	port := orthanctest.FreePort(e.t)
-	natsPort := orthanctest.FreePort(e.t)
-	natsToken := randomHex(16)
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	p := e.start([]string{"serve"}, e.serveEnv(port, map[string]string{
-		"SEGBRIDGE_WORKERS":     "0",
-		"SEGBRIDGE_NATS_LISTEN": fmt.Sprintf("127.0.0.1:%d", natsPort),
-		"SEGBRIDGE_NATS_TOKEN":  natsToken,
-	}))
-	waitHTTP(e.t, base+"/healthz", p)
+	base, port, natsPort, natsToken, p := e.queueBridge()
 	defer p.stop()
 
 	const jobs = 40

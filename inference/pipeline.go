@@ -2,8 +2,6 @@ package inference
 
 import (
 	"fmt"
-	"runtime"
-	"sync"
 	"time"
 
 	"github.com/segbridge/segbridge/internal/model"
@@ -117,23 +115,4 @@ func finish(m *model.Model, p *prepared, labels []uint8, step func(string, time.
 	}
 	step("map back", t0)
 	return out, nil
-}
-
-// parallelRange runs fn over [0, n) in one contiguous range per CPU.
-func parallelRange(n int, fn func(lo, hi int)) {
-	workers := min(runtime.GOMAXPROCS(0), n)
-	if workers <= 1 {
-		fn(0, n)
-		return
-	}
-	var wg sync.WaitGroup
-	for w := range workers {
-		lo, hi := n*w/workers, n*(w+1)/workers
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			fn(lo, hi)
-		}()
-	}
-	wg.Wait()
 }

@@ -329,7 +329,7 @@ func (d *decider) decide(data []float32, n, stride int, out []uint8) {
 		decideRange(0, n)
 		return
 	}
-	parallelRange(n, decideRange)
+	preprocess.Parallel(n, decideRange)
 }
 
 // checkVolume returns the number of voxels, or an error if v is not a

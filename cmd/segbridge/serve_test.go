@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -285,22 +284,7 @@ func (s *system) upload(t *testing.T, dir string) string {
 // and the mask must be the head on the source grid.
 func (s *system) checkSEG(t *testing.T, segSeriesID string, src *fixture.Series) {
 	t.Helper()
-	ctx := context.Background()
-	var seg struct{ Instances []string }
-	if err := s.orthanc.GetJSON(ctx, "/series/"+segSeriesID, &seg); err != nil {
-		t.Fatal(err)
-	}
-	if len(seg.Instances) != 1 {
-		t.Fatalf("SEG series has %d instances, want 1", len(seg.Instances))
-	}
-	data, err := s.orthanc.Get(ctx, "/instances/"+seg.Instances[0]+"/file")
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "seg.dcm")
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	path := s.segFile(t, segSeriesID)
 	errs, warns := fixture.Dciodvfy(t, path)
 	if len(errs) > 0 {
 		t.Errorf("dciodvfy errors:\n%s", strings.Join(errs, "\n"))

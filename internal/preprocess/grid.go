@@ -285,8 +285,9 @@ func invert(m [3][3]float64) ([3][3]float64, bool) {
 	return r, true
 }
 
-// parallel runs fn over [0, n) split into one contiguous range per CPU.
-func parallel(n int, fn func(lo, hi int)) {
+// Parallel runs fn over [0, n) split into one contiguous range per CPU; the
+// voxel loops of this package and of the model runner share it.
+func Parallel(n int, fn func(lo, hi int)) {
 	workers := min(runtime.GOMAXPROCS(0), n)
 	if workers <= 1 {
 		fn(0, n)

@@ -32,7 +32,7 @@ func Linear(src []float32, sg, dg Grid, dst []float32) ([]float32, error) {
 	n0, n1, n2 := sg.Dims[0], sg.Dims[1], sg.Dims[2]
 	lim := [3]float64{float64(n0 - 1), float64(n1 - 1), float64(n2 - 1)}
 	d0, d1 := dg.Dims[0], dg.Dims[1]
-	parallel(dg.Dims[2], func(lo, hi int) {
+	Parallel(dg.Dims[2], func(lo, hi int) {
 		for c := lo; c < hi; c++ {
 			for b := range d1 {
 				row := dst[d0*(b+d1*c) : d0*(b+d1*c)+d0]
@@ -108,7 +108,7 @@ func Nearest(src []uint8, sg, dg Grid, dst []uint8) ([]uint8, error) {
 	}
 	n := sg.Dims
 	d0, d1 := dg.Dims[0], dg.Dims[1]
-	parallel(dg.Dims[2], func(lo, hi int) {
+	Parallel(dg.Dims[2], func(lo, hi int) {
 		for c := lo; c < hi; c++ {
 			for b := range d1 {
 				row := dst[d0*(b+d1*c) : d0*(b+d1*c)+d0]
@@ -146,7 +146,7 @@ func permute[T float32 | uint8](src []T, sg, dg Grid, m indexMap, axis, sign [3]
 	stride := [3]int{1, sg.Dims[0], sg.Dims[0] * sg.Dims[1]}
 	off := [3]int{int(math.Round(m.B[0])), int(math.Round(m.B[1])), int(math.Round(m.B[2]))}
 	d0, d1 := dg.Dims[0], dg.Dims[1]
-	parallel(dg.Dims[2], func(lo, hi int) {
+	Parallel(dg.Dims[2], func(lo, hi int) {
 		for c := lo; c < hi; c++ {
 			for b := range d1 {
 				out := d0 * (b + d1*c)

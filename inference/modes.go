@@ -2,7 +2,6 @@ package inference
 
 import (
 	"context"
-	"fmt"
 	"math"
 	"time"
 
@@ -53,45 +52,30 @@ func (r *Runtime) runSlices(ctx context.Context, m *model.Model, sess *session, 
 				copy(buf[(s*channels+c)*hw:][:hw], data[src*hw:][:hw])
 			}
 		}
-		in, err := ort.NewTensor(ort.NewShape(int64(feed), int64(channels), int64(h), int64(w)), buf[:feed*channels*hw])
-		if err != nil {
-			return nil, 0, fmt.Errorf("input tensor: %w", err)
-		}
-		out, err := runOnce(ctx, sess, runOpts, in)
-		in.Destroy()
-		if err != nil {
-			return nil, 0, err
-		}
-		t0 := time.Now()
-		err = func() error {
-			defer out.Destroy()
-			t, shape, err := floatOutput(m, out)
-			if err != nil {
-				return err
-			}
-			mismatch := shapeMismatch(m, shape)
-			if len(shape) != 4 {
-				return mismatch("slice mode needs [N, K, H, W]")
-			}
-			if shape[0] != int64(feed) || shape[2] != int64(h) || shape[3] != int64(w) {
-				return mismatch("the input was %s", shapeString(ort.NewShape(int64(feed), int64(channels), int64(h), int64(w))))
-			}
-			if dec == nil {
-				if dec, err = newDecider(m, int(shape[1]), mismatch); err != nil {
-					return err
+		took, err := runTensor(ctx, m, sess, runOpts, ort.NewShape(int64(feed), int64(channels), int64(h), int64(w)), buf[:feed*channels*hw],
+			func(od []float32, shape ort.Shape, mismatch func(string, ...any) error) error {
+				var err error
+				if len(shape) != 4 {
+					return mismatch("slice mode needs [N, K, H, W]")
 				}
-			}
-			od := t.GetData()
-			k := dec.channels
-			if len(od) != feed*k*hw {
-				return mismatch("it holds %d values", len(od))
-			}
-			for s := range count {
-				dec.decide(od[s*k*hw:], hw, hw, labels[(first+s)*hw:])
-			}
-			return nil
-		}()
-		decideTime += time.Since(t0)
+				if shape[0] != int64(feed) || shape[2] != int64(h) || shape[3] != int64(w) {
+					return mismatch("the input was %s", shapeString(ort.NewShape(int64(feed), int64(channels), int64(h), int64(w))))
+				}
+				if dec == nil {
+					if dec, err = newDecider(m, int(shape[1]), mismatch); err != nil {
+						return err
+					}
+				}
+				k := dec.channels
+				if len(od) != feed*k*hw {
+					return mismatch("it holds %d values", len(od))
+				}
+				for s := range count {
+					dec.decide(od[s*k*hw:], hw, hw, labels[(first+s)*hw:])
+				}
+				return nil
+			})
+		decideTime += took
 		if err != nil {
 			return nil, 0, err
 		}
@@ -186,55 +170,40 @@ func (r *Runtime) runWindow(ctx context.Context, m *model.Model, sess *session, 
 						copy(patch[pg[0]*(j+pg[1]*k):][:min(pg[0], dims[0]-x)], data[src:])
 					}
 				}
-				in, err := ort.NewTensor(ort.NewShape(1, 1, int64(pg[2]), int64(pg[1]), int64(pg[0])), patch)
-				if err != nil {
-					return nil, 0, fmt.Errorf("input tensor: %w", err)
-				}
-				out, err := runOnce(ctx, sess, runOpts, in)
-				in.Destroy()
-				if err != nil {
-					return nil, 0, err
-				}
-				t0 := time.Now()
-				err = func() error {
-					defer out.Destroy()
-					t, shape, err := floatOutput(m, out)
-					if err != nil {
-						return err
-					}
-					mismatch := shapeMismatch(m, shape)
-					if len(shape) != 5 || shape[0] != 1 {
-						return mismatch("window mode needs [1, K, D, H, W]")
-					}
-					if shape[2] != int64(pg[2]) || shape[3] != int64(pg[1]) || shape[4] != int64(pg[0]) {
-						return mismatch("the patch was [1,1,%d,%d,%d]", pg[2], pg[1], pg[0])
-					}
-					if dec == nil {
-						if dec, err = newDecider(m, int(shape[1]), mismatch); err != nil {
-							return err
+				took, err := runTensor(ctx, m, sess, runOpts, ort.NewShape(1, 1, int64(pg[2]), int64(pg[1]), int64(pg[0])), patch,
+					func(od []float32, shape ort.Shape, mismatch func(string, ...any) error) error {
+						var err error
+						if len(shape) != 5 || shape[0] != 1 {
+							return mismatch("window mode needs [1, K, D, H, W]")
 						}
-						acc = make([]float32, dec.channels*n)
-					}
-					od := t.GetData()
-					if len(od) != dec.channels*pn {
-						return mismatch("it holds %d values", len(od))
-					}
-					for k := range min(pg[2], dims[2]-z) {
-						for j := range min(pg[1], dims[1]-y) {
-							for i := range min(pg[0], dims[0]-x) {
-								q := i + pg[0]*(j+pg[1]*k)
-								p := x + i + dims[0]*(y+j+dims[1]*(z+k))
-								w := wts[q]
-								wsum[p] += w
-								for c := range dec.channels {
-									acc[c*n+p] += w * od[c*pn+q]
+						if shape[2] != int64(pg[2]) || shape[3] != int64(pg[1]) || shape[4] != int64(pg[0]) {
+							return mismatch("the patch was [1,1,%d,%d,%d]", pg[2], pg[1], pg[0])
+						}
+						if dec == nil {
+							if dec, err = newDecider(m, int(shape[1]), mismatch); err != nil {
+								return err
+							}
+							acc = make([]float32, dec.channels*n)
+						}
+						if len(od) != dec.channels*pn {
+							return mismatch("it holds %d values", len(od))
+						}
+						for k := range min(pg[2], dims[2]-z) {
+							for j := range min(pg[1], dims[1]-y) {
+								for i := range min(pg[0], dims[0]-x) {
+									q := i + pg[0]*(j+pg[1]*k)
+									p := x + i + dims[0]*(y+j+dims[1]*(z+k))
+									w := wts[q]
+									wsum[p] += w
+									for c := range dec.channels {
+										acc[c*n+p] += w * od[c*pn+q]
+									}
 								}
 							}
 						}
-					}
-					return nil
-				}()
-				blendTime += time.Since(t0)
+						return nil
+					})
+				blendTime += took
 				if err != nil {
 					return nil, 0, err
 				}

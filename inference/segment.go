@@ -178,6 +178,30 @@ func runOnce(ctx context.Context, sess *session, runOpts *ort.RunOptions, in ort
 	return outs[0], nil
 }
 
+// runTensor feeds data as one input tensor of shape, runs the model and
+// hands the output's values and shape, with a reporter of shape mismatches,
+// to use. It returns how long use took (the labelling time).
+func runTensor(ctx context.Context, m *model.Model, sess *session, runOpts *ort.RunOptions, shape ort.Shape, data []float32,
+	use func(od []float32, shape ort.Shape, mismatch func(string, ...any) error) error) (time.Duration, error) {
+	in, err := ort.NewTensor(shape, data)
+	if err != nil {
+		return 0, fmt.Errorf("input tensor: %w", err)
+	}
+	out, err := runOnce(ctx, sess, runOpts, in)
+	in.Destroy()
+	if err != nil {
+		return 0, err
+	}
+	defer out.Destroy()
+	t0 := time.Now()
+	t, oshape, err := floatOutput(m, out)
+	if err != nil {
+		return time.Since(t0), err
+	}
+	err = use(t.GetData(), oshape, shapeMismatch(m, oshape))
+	return time.Since(t0), err
+}
+
 // runVolume feeds data ([D, H, W] = dims reversed) as [1, 1, D, H, W] and
 // decides the labels from the [1, C, D, H, W] output.
 func (r *Runtime) runVolume(ctx context.Context, m *model.Model, sess *session, data []float32, dims [3]int, progress func(Progress)) ([]uint8, time.Duration, error) {

@@ -34,11 +34,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
-	"github.com/segbridge/segbridge/inference"
 	"github.com/segbridge/segbridge/internal/fixture"
 	"github.com/segbridge/segbridge/internal/orthanc"
 	"github.com/segbridge/segbridge/internal/orthanctest"
 	"github.com/segbridge/segbridge/internal/queue"
+	"github.com/segbridge/segbridge/internal/worker"
 )
 
 // Figure is one measured quantity over several runs.
@@ -288,13 +288,13 @@ func (e *env) benchDownload() {
 		var ours, parsed, raw, rawKeep, archive []float64
 		for i := 0; i < 5; i++ {
 			ours = append(ours, timeMS(func() {
-				err := inference.FetchFiles(ctx, e.client, ser.Instances, 8, func(int, []byte) error { return nil })
+				err := worker.FetchFiles(ctx, e.client, ser.Instances, 8, func(int, []byte) error { return nil })
 				if err != nil {
 					e.t.Fatal(err)
 				}
 			}))
 			parsed = append(parsed, timeMS(func() {
-				if _, _, err := inference.FetchInstances(ctx, e.client, ser.Instances, 8, nil); err != nil {
+				if _, _, err := worker.FetchInstances(ctx, e.client, ser.Instances, 8, nil, nil); err != nil {
 					e.t.Fatal(err)
 				}
 			}))

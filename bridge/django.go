@@ -104,10 +104,11 @@ func (s *Server) djangoSegment(c echo.Context) error {
 		id = oid
 	}
 	force, _ := strconv.ParseBool(c.QueryParam("force"))
-	v, err := s.triggerSeries(c, id, c.QueryParam("model"), force, "manual")
+	admitted, err := s.triggerSeries(c, id, c.QueryParam("model"), force)
 	if err != nil {
 		return err
 	}
+	v := admitted.JobView
 	if !v.State.Final() && s.cfg.DjangoWait > 0 {
 		v = s.waitFinal(c.Request().Context(), v, s.cfg.DjangoWait)
 	}

@@ -9,10 +9,10 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/segbridge/segbridge/internal/intake"
 	"github.com/segbridge/segbridge/internal/orthanc"
 	"github.com/segbridge/segbridge/internal/queue"
 )
@@ -50,9 +50,6 @@ type JobView struct {
 	*queue.Status
 	// SEGURL is the Orthanc Explorer page of the SEG series, once done.
 	SEGURL string `json:"seg_url,omitempty"`
-	// Source is "orthanc" when the job was found done in Orthanc (a SEG by
-	// this model version) rather than in the queue's records.
-	Source string `json:"source,omitempty"`
 }
 
 func (s *Server) view(st *queue.Status) JobView {
@@ -61,6 +58,14 @@ func (s *Server) view(st *queue.Status) JobView {
 		v.SEGURL = orthanc.ExplorerURL(s.cfg.OrthancPublicURL, st.SEGSeriesID)
 	}
 	return v
+}
+
+// skipView is the answer for a series that was not queued.
+type skipView struct {
+	SeriesID string `json:"series_id"`
+	// Skipped says why in words; Reason is its code (intake.SkipReason).
+	Skipped string `json:"skipped"`
+	Reason  string `json:"reason"`
 }
 
 func (s *Server) webhook(c echo.Context) error {
@@ -72,92 +77,71 @@ func (s *Server) webhook(c echo.Context) error {
 	if err != nil {
 		return echo.NewHTTPError(http.StatusBadRequest, err.Error())
 	}
-	st, skipped, err := s.queueStable(c.Request().Context(), ev.SeriesID, ev.Tags, ev.Model, "webhook")
+	out, err := s.intake.Admit(c.Request().Context(), intake.Request{
+		Series:  intake.Series{ID: ev.SeriesID, Tags: ev.Tags},
+		Trigger: intake.TriggerWebhook,
+		Model:   ev.Model,
+	})
 	if err != nil {
-		return err
+		return admitError(err)
 	}
-	if skipped != "" {
-		s.logger.Debug().Str("series", ev.SeriesID).Str("reason", skipped).Msg("webhook event skipped")
-		return c.JSON(http.StatusOK, map[string]string{"series_id": ev.SeriesID, "skipped": skipped})
+	if out.Skip != nil {
+		return c.JSON(http.StatusOK, skipView{SeriesID: ev.SeriesID, Skipped: out.Skip.Detail, Reason: string(out.Skip.Reason)})
 	}
-	return c.JSON(http.StatusAccepted, s.view(st))
+	return c.JSON(http.StatusAccepted, s.admittedView(out))
 }
 
-// queueStable queues a stable series reported by Orthanc (webhook or
-// reconciler) after the filters: configured modalities, never SEG, a model
-// that applies. It never calls Orthanc. It returns why it skipped the
-// series, or the job.
-func (s *Server) queueStable(ctx context.Context, seriesID string, tags map[string]string, modelName, trigger string) (*queue.Status, string, error) {
-	modality := tags["Modality"]
-	if reason := s.skipReason(modality); reason != "" {
-		return nil, reason, nil
-	}
-	m, err := s.model(modelName)
-	if err != nil {
-		return nil, "", err
-	}
-	if !m.applies(modality) {
-		return nil, "model " + m.Name + " does not apply to modality " + modality, nil
-	}
-	job := queue.Job{SeriesID: seriesID, Model: m.Name, ModelVersion: m.Version, Trigger: trigger}
-	if trigger == "reconciler" {
-		// The reconciler queues only what the queue has never seen: a job
-		// that failed or was cancelled stays so until someone asks again.
-		cur, err := s.queue.Status(ctx, queue.JobID(seriesID, m.Name, m.Version))
-		if err == nil {
-			return cur, "already known to the queue (" + string(cur.State) + ")", nil
-		}
-		if !errors.Is(err, queue.ErrNotFound) {
-			return nil, "", err
-		}
-	}
-	st, created, err := s.queue.Enqueue(ctx, job, false)
-	if err != nil {
-		return nil, "", err
-	}
-	if created {
-		s.metrics.countQueued(trigger)
-	}
-	s.logger.Info().Str("series", seriesID).Str("job", st.ID).Str("trigger", trigger).Bool("new", created).Msg("queued stable series")
-	return st, "", nil
+// admittedView is the first job of an outcome, with all of them when a
+// series led to several.
+type admittedJobs struct {
+	JobView
+	Jobs []JobView `json:"jobs,omitempty"`
 }
 
-// QueueStable is the reconciler's way in: the same filters and queueing as
-// the webhook.
-func (s *Server) QueueStable(ctx context.Context, seriesID string, tags map[string]string) error {
-	_, _, err := s.queueStable(ctx, seriesID, tags, "", "reconciler")
+func (s *Server) admittedView(out intake.Outcome) admittedJobs {
+	v := admittedJobs{JobView: s.view(out.Jobs[0].Status)}
+	if len(out.Jobs) > 1 {
+		for _, j := range out.Jobs {
+			v.Jobs = append(v.Jobs, s.view(j.Status))
+		}
+	}
+	return v
+}
+
+// admitError turns the intake's errors into HTTP answers.
+func admitError(err error) error {
+	switch {
+	case errors.Is(err, intake.ErrUnknownModel), errors.Is(err, intake.ErrAmbiguous):
+		return echo.NewHTTPError(http.StatusBadRequest, err.Error())
+	case errors.Is(err, orthanc.ErrNotFound):
+		return echo.NewHTTPError(http.StatusNotFound, err.Error())
+	}
+	var he *orthanc.HTTPError
+	if errors.As(err, &he) {
+		return echo.NewHTTPError(http.StatusBadGateway, err.Error())
+	}
 	return err
 }
 
-// skipReason says why a webhook event for this modality starts no job.
-func (s *Server) skipReason(modality string) string {
-	if strings.EqualFold(modality, "SEG") {
-		return "series is a segmentation (SEG)"
+// QueueStable is the reconciler's way in: the same intake as the webhook.
+// It returns whether a job was queued, or why the series was skipped.
+func (s *Server) QueueStable(ctx context.Context, seriesID string, tags map[string]string) (queued bool, skipped string, err error) {
+	out, err := s.intake.Admit(ctx, intake.Request{
+		Series:  intake.Series{ID: seriesID, Tags: tags},
+		Trigger: intake.TriggerReconciler,
+	})
+	if err != nil {
+		return false, "", err
 	}
-	for _, m := range s.cfg.Modalities {
-		if strings.EqualFold(m, modality) {
-			return ""
+	if out.Skip != nil {
+		return false, string(out.Skip.Reason), nil
+	}
+	for _, j := range out.Jobs {
+		if j.Created {
+			return true, "", nil
 		}
 	}
-	if modality == "" {
-		return "event has no Modality tag"
-	}
-	return "modality " + modality + " is not configured (SEGBRIDGE_MODALITIES=" + strings.Join(s.cfg.Modalities, ",") + ")"
-}
-
-func (s *Server) model(name string) (Model, error) {
-	if name == "" {
-		name = s.cfg.DefaultModel
-	}
-	m, ok := s.models[name]
-	if !ok {
-		names := make([]string, 0, len(s.models))
-		for n := range s.models {
-			names = append(names, n)
-		}
-		return Model{}, echo.NewHTTPError(http.StatusBadRequest, "unknown model "+strconv.Quote(name)+" (have: "+strings.Join(names, ", ")+")")
-	}
-	return m, nil
+	return false, string(intake.SkipKnown), nil
 }
 
 func seriesParam(c echo.Context) (string, error) {
@@ -186,7 +170,7 @@ func (s *Server) trigger(c echo.Context) error {
 		return err
 	}
 	force, _ := strconv.ParseBool(c.QueryParam("force"))
-	v, err := s.triggerSeries(c, id, c.QueryParam("model"), force, "manual")
+	v, err := s.triggerSeries(c, id, c.QueryParam("model"), force)
 	if err != nil {
 		return err
 	}
@@ -197,105 +181,48 @@ func (s *Server) trigger(c echo.Context) error {
 	return c.JSON(code, v)
 }
 
-// triggerSeries is the manual trigger: check the series in Orthanc, answer
-// done when Orthanc already has its SEG by this model version (unless
-// force), else queue it (or join the job already queued).
-func (s *Server) triggerSeries(c echo.Context, id, modelName string, force bool, trigger string) (JobView, error) {
-	ctx := c.Request().Context()
-	m, err := s.model(modelName)
-	if err != nil {
-		return JobView{}, err
-	}
+// triggerSeries is the manual trigger: read the series from Orthanc and hand
+// it to the intake, which answers done when Orthanc already has the SEG by
+// that model version (unless force), queues it, or says why it will not
+// (422: a SEG, or a model whose rules refuse the series without force).
+func (s *Server) triggerSeries(c echo.Context, id, modelName string, force bool) (admittedJobs, error) {
 	ser, err := s.lookupSeries(c, id)
 	if err != nil {
-		return JobView{}, err
+		return admittedJobs{}, err
 	}
-	if strings.EqualFold(ser.Modality(), "SEG") {
-		return JobView{}, echo.NewHTTPError(http.StatusUnprocessableEntity, "series "+id+" is itself a segmentation (SEG)")
-	}
-	if !m.applies(ser.Modality()) {
-		return JobView{}, echo.NewHTTPError(http.StatusUnprocessableEntity, "model "+m.Name+" does not apply to modality "+ser.Modality())
-	}
-	job := queue.Job{SeriesID: id, Model: m.Name, ModelVersion: m.Version, Trigger: trigger}
-	if !force {
-		if v, ok, err := s.doneInOrthanc(ctx, job); err != nil {
-			return JobView{}, err
-		} else if ok {
-			s.logger.Info().Str("series", id).Str("seg_series", v.SEGSeriesID).Msg("trigger: Orthanc already has the SEG")
-			return v, nil
-		}
-	}
-	st, created, err := s.queue.Enqueue(ctx, job, force)
-	if err != nil {
-		return JobView{}, err
-	}
-	if created {
-		s.metrics.countQueued(trigger)
-	}
-	s.logger.Info().Str("series", id).Str("job", st.ID).Bool("new", created).Str("trigger", trigger).Msg("manual trigger")
-	return s.view(st), nil
-}
-
-// doneInOrthanc answers a job as done when the queue does not know it as
-// queued, running or done but Orthanc has a SEG of the series by this model
-// version (the bridge's data was lost, or another bridge made it). It
-// records that in the status bucket, so status and job lists agree.
-func (s *Server) doneInOrthanc(ctx context.Context, job queue.Job) (JobView, bool, error) {
-	id := queue.JobID(job.SeriesID, job.Model, job.ModelVersion)
-	cur, err := s.queue.Status(ctx, id)
-	if err != nil && !errors.Is(err, queue.ErrNotFound) {
-		return JobView{}, false, err
-	}
-	if cur != nil && (cur.State == queue.StateQueued || cur.State == queue.StateRunning || cur.State == queue.StateDone) {
-		return JobView{}, false, nil
-	}
-	ref, err := s.orthanc.FindSEG(ctx, job.SeriesID, job.Model, job.ModelVersion)
-	if err != nil {
-		return JobView{}, false, echo.NewHTTPError(http.StatusBadGateway, "cannot look for the SEG in Orthanc: "+err.Error())
-	}
-	if ref == nil {
-		return JobView{}, false, nil
-	}
-	st, err := s.queue.Update(ctx, id, func(st *queue.Status) error {
-		if st.State == queue.StateQueued || st.State == queue.StateRunning {
-			return errLive
-		}
-		gen := st.Generation
-		st.Job = job
-		st.ID, st.Generation, st.Trigger = id, gen, "orthanc"
-		if st.RequestedAt.IsZero() {
-			st.RequestedAt = time.Now().UTC()
-		}
-		st.State, st.Stage, st.Progress, st.Error = queue.StateDone, "", 1, ""
-		st.SEGSeriesID, st.SEGInstanceID = ref.SeriesID, ref.InstanceID
-		now := time.Now().UTC()
-		st.FinishedAt = &now
-		return nil
+	out, err := s.intake.Admit(c.Request().Context(), intake.Request{
+		Series:  intake.Series{ID: id, Tags: ser.MainDicomTags},
+		Trigger: intake.TriggerManual,
+		Model:   modelName,
+		Force:   force,
 	})
-	if errors.Is(err, errLive) {
-		return JobView{}, false, nil
-	}
 	if err != nil {
-		return JobView{}, false, err
+		return admittedJobs{}, admitError(err)
 	}
-	v := s.view(st)
-	v.Source = "orthanc"
-	return v, true, nil
+	if out.Skip != nil {
+		msg := out.Skip.Detail
+		if out.Skip.Reason == intake.SkipModelRules {
+			msg += " (add force=true to run it anyway)"
+		}
+		return admittedJobs{}, echo.NewHTTPError(http.StatusUnprocessableEntity, msg)
+	}
+	return s.admittedView(out), nil
 }
-
-var errLive = errors.New("job is queued or running")
 
 // SeriesView is the answer of GET /v1/series/{id}.
 type SeriesView struct {
 	SeriesID string `json:"series_id"`
-	// State is the state of the default model's job, or "none" when the
-	// series was never queued.
+	// State is the state of the default model's job (or the first job's),
+	// or "none" when the series was never queued.
 	State queue.State `json:"state"`
 	Jobs  []JobView   `json:"jobs"`
 	// Warning says what could not be checked (e.g. Orthanc unreachable).
 	Warning string `json:"warning,omitempty"`
 }
 
+// seriesStatus answers GET /v1/series/{id}. It writes nothing: a job the
+// queue does not know as queued, running or done but whose SEG Orthanc holds
+// is shown done, with source "orthanc", without being recorded.
 func (s *Server) seriesStatus(c echo.Context) error {
 	id, err := seriesParam(c)
 	if err != nil {
@@ -319,40 +246,45 @@ func (s *Server) seriesStatus(c echo.Context) error {
 	default:
 		out.Warning = "cannot read series from Orthanc: " + oerr.Error()
 	}
-	byID := map[string]bool{}
+	byID := map[string]int{}
 	for _, st := range sts {
-		byID[st.ID] = true
+		byID[st.ID] = len(out.Jobs)
 		out.Jobs = append(out.Jobs, s.view(st))
 	}
 	if ser != nil && !strings.EqualFold(ser.Modality(), "SEG") {
-		for _, m := range s.cfg.Models {
-			if !m.applies(ser.Modality()) {
+		info := intake.Series{ID: id, Tags: ser.MainDicomTags}.Info()
+		for _, m := range s.intake.Models() {
+			jid := queue.JobID(id, m.Name, m.Version)
+			i, known := byID[jid]
+			if known && (out.Jobs[i].State == queue.StateQueued || out.Jobs[i].State == queue.StateRunning || out.Jobs[i].State == queue.StateDone) {
 				continue
 			}
-			job := queue.Job{SeriesID: id, Model: m.Name, ModelVersion: m.Version, Trigger: "orthanc"}
-			v, ok, err := s.doneInOrthanc(ctx, job)
+			if ok, _ := m.Matches(info); !ok && !known {
+				continue
+			}
+			ref, err := s.orthanc.FindSEG(ctx, id, m.Name, m.Version)
 			if err != nil {
-				out.Warning = "cannot look for SEGs in Orthanc: " + fmt.Sprint(err)
+				out.Warning = "cannot look for SEGs in Orthanc: " + err.Error()
 				break
 			}
-			if !ok {
+			if ref == nil {
 				continue
 			}
-			if byID[v.ID] {
-				for i := range out.Jobs {
-					if out.Jobs[i].ID == v.ID {
-						out.Jobs[i] = v
-					}
-				}
-			} else {
-				out.Jobs = append(out.Jobs, v)
+			st := &queue.Status{State: queue.StateDone, Progress: 1, Source: "orthanc", SEGSeriesID: ref.SeriesID, SEGInstanceID: ref.InstanceID}
+			if known {
+				cp := *out.Jobs[i].Status
+				cp.State, cp.Progress, cp.Source, cp.Error = queue.StateDone, 1, "orthanc", ""
+				cp.SEGSeriesID, cp.SEGInstanceID = ref.SeriesID, ref.InstanceID
+				out.Jobs[i] = s.view(&cp)
+				continue
 			}
+			st.Job = queue.Job{ID: jid, SeriesID: id, Model: m.Name, ModelVersion: m.Version, Trigger: "orthanc"}
+			out.Jobs = append(out.Jobs, s.view(st))
 		}
 	}
-	def := s.models[s.cfg.DefaultModel]
-	defID := queue.JobID(id, def.Name, def.Version)
+	def := s.intake.DefaultModel()
 	for _, j := range out.Jobs {
-		if j.ID == defID {
+		if def != nil && j.ID == queue.JobID(id, def.Name, def.Version) {
 			out.State = j.State
 		}
 	}
@@ -372,9 +304,7 @@ func (s *Server) listJobs(c echo.Context) error {
 		limit = n
 	}
 	state := queue.State(c.QueryParam("state"))
-	switch state {
-	case "", queue.StateQueued, queue.StateRunning, queue.StateDone, queue.StateFailed, queue.StateCancelled:
-	default:
+	if state != "" && !state.Valid() {
 		return echo.NewHTTPError(http.StatusBadRequest, "state must be one of queued, running, done, failed, cancelled")
 	}
 	sts, err := s.queue.List(c.Request().Context(), state, limit)
@@ -393,12 +323,18 @@ func (s *Server) getJob(c echo.Context) error {
 	if errors.Is(err, queue.ErrNotFound) {
 		return echo.NewHTTPError(http.StatusNotFound, "no job "+strconv.Quote(c.Param("id")))
 	}
+	if errors.Is(err, queue.ErrCorrupt) {
+		return echo.NewHTTPError(http.StatusInternalServerError, fmt.Sprintf("the status record of job %q is unreadable; trigger the series again to replace it", c.Param("id")))
+	}
 	if err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, s.view(st))
 }
 
+// cancelJob is DELETE /v1/jobs/{id}: a queued or running job is cancelled
+// (a running one's worker stops at its next heartbeat, or, when that worker
+// is gone, its message is dropped when next delivered).
 func (s *Server) cancelJob(c echo.Context) error {
 	st, err := s.queue.Cancel(c.Request().Context(), c.Param("id"))
 	switch {

@@ -3,14 +3,19 @@ package bridge
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/rs/zerolog"
 
+	"github.com/segbridge/segbridge/internal/intake"
+	"github.com/segbridge/segbridge/internal/model"
 	"github.com/segbridge/segbridge/internal/orthanc"
 	"github.com/segbridge/segbridge/internal/queue"
 )
@@ -18,8 +23,9 @@ import (
 // fakeQueue records enqueued jobs; the real queue is tested in
 // internal/queue and end to end in cmd/segbridge.
 type fakeQueue struct {
-	mu   sync.Mutex
-	jobs map[string]*queue.Status
+	mu     sync.Mutex
+	jobs   map[string]*queue.Status
+	writes int
 }
 
 func (f *fakeQueue) Enqueue(_ context.Context, job queue.Job, _ bool) (*queue.Status, bool, error) {
@@ -33,7 +39,16 @@ func (f *fakeQueue) Enqueue(_ context.Context, job queue.Job, _ bool) (*queue.St
 	}
 	st := &queue.Status{Job: job, State: queue.StateQueued}
 	f.jobs[job.ID] = st
+	f.writes++
 	return st, true, nil
+}
+func (f *fakeQueue) FoundInOrthanc(_ context.Context, job queue.Job, res queue.Result) (*queue.Status, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.writes++
+	st := &queue.Status{Job: job, State: queue.StateDone, Source: "orthanc", SEGSeriesID: res.SEGSeriesID}
+	f.jobs[job.ID] = st
+	return st, nil
 }
 func (f *fakeQueue) Status(_ context.Context, id string) (*queue.Status, error) {
 	f.mu.Lock()
@@ -50,18 +65,17 @@ func (f *fakeQueue) List(context.Context, queue.State, int) ([]*queue.Status, er
 func (f *fakeQueue) Cancel(context.Context, string) (*queue.Status, error) {
 	return nil, queue.ErrNotFound
 }
-func (f *fakeQueue) Update(_ context.Context, id string, fn func(*queue.Status) error) (*queue.Status, error) {
-	st := &queue.Status{}
-	return st, fn(st)
-}
 func (f *fakeQueue) Ready(context.Context) error                            { return nil }
 func (f *fakeQueue) Depth(context.Context) (uint64, error)                  { return 0, nil }
 func (f *fakeQueue) Watch(context.Context, func(*queue.Status, bool)) error { return nil }
 
-// fakeOrthanc counts calls: the webhook must make none.
+// fakeOrthanc counts calls: the webhook must make none. series are the
+// series it has; segs the SEGs it holds, by source series.
 type fakeOrthanc struct {
-	mu    sync.Mutex
-	calls int
+	mu     sync.Mutex
+	calls  int
+	series map[string]*orthanc.Series
+	segs   map[string]*orthanc.SEGRef
 }
 
 func (f *fakeOrthanc) call() {
@@ -71,15 +85,18 @@ func (f *fakeOrthanc) call() {
 }
 func (f *fakeOrthanc) Series(_ context.Context, id string) (*orthanc.Series, error) {
 	f.call()
+	if s, ok := f.series[id]; ok {
+		return s, nil
+	}
 	return nil, &orthanc.HTTPError{StatusCode: http.StatusNotFound, Method: "GET", Path: "/series/" + id}
 }
 func (f *fakeOrthanc) System(context.Context) (*orthanc.System, error) {
 	f.call()
 	return &orthanc.System{}, nil
 }
-func (f *fakeOrthanc) FindSEG(context.Context, string, string, string) (*orthanc.SEGRef, error) {
+func (f *fakeOrthanc) FindSEG(_ context.Context, src, _, _ string) (*orthanc.SEGRef, error) {
 	f.call()
-	return nil, nil
+	return f.segs[src], nil
 }
 func (f *fakeOrthanc) LookupSeries(context.Context, string) (string, error) {
 	f.call()
@@ -88,19 +105,47 @@ func (f *fakeOrthanc) LookupSeries(context.Context, string) (string, error) {
 
 const testToken = "0123456789abcdef0123"
 
-func setup(t *testing.T) (*Server, *fakeQueue, *fakeOrthanc) {
+// testModel parses a manifest named m for MR T1 series.
+func testModel(t *testing.T) *model.Model {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "m.onnx"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m, err := model.Parse([]byte(`
+name: m
+version: "1"
+file: m.onnx
+learned: false
+applies_to: { modalities: [MR], series_description: "(?i)t1" }
+output: { activation: sigmoid }
+segments:
+  - { label: 1, name: Head, category: {value: "123037004", scheme: SCT, meaning: "Anatomical Structure"}, type: {value: "69536005", scheme: SCT, meaning: "Head"}, rgb: [255, 200, 0] }
+`), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func setupWith(t *testing.T, cfg Config) (*Server, *fakeQueue, *fakeOrthanc) {
 	t.Helper()
 	q := &fakeQueue{jobs: map[string]*queue.Status{}}
-	o := &fakeOrthanc{}
-	s, err := New(zerolog.Nop(), q, o, Config{
-		WebhookToken: testToken,
-		Models:       []Model{{Name: "m", Version: "1", Modalities: []string{"MR"}}},
-	})
+	o := &fakeOrthanc{series: map[string]*orthanc.Series{}, segs: map[string]*orthanc.SEGRef{}}
+	cfg.WebhookToken = testToken
+	cfg.Metrics = NewMetrics()
+	in, err := intake.New(zerolog.Nop(), q, o, cfg.Metrics, intake.Config{Models: []*model.Model{testModel(t)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(zerolog.Nop(), q, in, o, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return s, q, o
 }
+
+func setup(t *testing.T) (*Server, *fakeQueue, *fakeOrthanc) { return setupWith(t, Config{}) }
 
 func do(s *Server, method, path, token, body string) (int, map[string]any) {
 	req := httptest.NewRequest(method, path, strings.NewReader(body))
@@ -126,14 +171,15 @@ func TestServer_Webhook(t *testing.T) {
 		wantJobs  int
 		wantField string
 	}{
-		{"queues an MR series", testToken, `{"event":"StableSeries","series_id":"` + seriesID + `","tags":{"Modality":"MR"}}`, http.StatusAccepted, 1, "id"},
+		{"queues an MR T1 series", testToken, `{"event":"StableSeries","series_id":"` + seriesID + `","tags":{"Modality":"MR","SeriesDescription":"T1w"}}`, http.StatusAccepted, 1, "id"},
+		{"skips a series the model's description rule refuses", testToken, `{"series_id":"` + seriesID + `","tags":{"Modality":"MR","SeriesDescription":"FLAIR"}}`, http.StatusOK, 0, "reason"},
 		{"skips a SEG series", testToken, `{"series_id":"` + seriesID + `","tags":{"Modality":"SEG"}}`, http.StatusOK, 0, "skipped"},
 		{"skips an unconfigured modality", testToken, `{"series_id":"` + seriesID + `","tags":{"Modality":"CT"}}`, http.StatusOK, 0, "skipped"},
 		{"no token", "", `{"series_id":"` + seriesID + `","tags":{"Modality":"MR"}}`, http.StatusUnauthorized, 0, "error"},
 		{"wrong token", testToken + "x", `{"series_id":"` + seriesID + `","tags":{"Modality":"MR"}}`, http.StatusUnauthorized, 0, "error"},
 		{"malformed JSON", testToken, `{"series_id":`, http.StatusBadRequest, 0, "error"},
 		{"not an Orthanc id", testToken, `{"series_id":"../../etc","tags":{"Modality":"MR"}}`, http.StatusBadRequest, 0, "error"},
-		{"unknown model", testToken, `{"series_id":"` + seriesID + `","tags":{"Modality":"MR"},"model":"nope"}`, http.StatusBadRequest, 0, "error"},
+		{"unknown model", testToken, `{"series_id":"` + seriesID + `","tags":{"Modality":"MR","SeriesDescription":"T1"},"model":"nope"}`, http.StatusBadRequest, 0, "error"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -168,15 +214,63 @@ func TestServer_UnknownSeriesIs404(t *testing.T) {
 	}
 }
 
-func TestServer_APITokenWhenSet(t *testing.T) {
-	q := &fakeQueue{jobs: map[string]*queue.Status{}}
-	s, err := New(zerolog.Nop(), q, &fakeOrthanc{}, Config{
-		WebhookToken: testToken, APIToken: "api-token-api-token",
-		Models: []Model{{Name: "m", Version: "1"}},
-	})
-	if err != nil {
-		t.Fatal(err)
+func TestServer_ManualTrigger(t *testing.T) {
+	s, q, o := setup(t)
+	o.series[seriesID] = &orthanc.Series{ID: seriesID, MainDicomTags: map[string]string{"Modality": "MR", "SeriesDescription": "FLAIR"}}
+	code, out := do(s, http.MethodPost, "/v1/series/"+seriesID+"/segment", "", "")
+	if code != http.StatusUnprocessableEntity || !strings.Contains(fmt.Sprint(out["error"]), "force=true") {
+		t.Fatalf("a series the model's rules refuse: %d %v, want 422 naming force", code, out)
 	}
+	code, out = do(s, http.MethodPost, "/v1/series/"+seriesID+"/segment?force=true", "", "")
+	if code != http.StatusAccepted || out["state"] != "queued" || len(q.jobs) != 1 {
+		t.Fatalf("forced: %d %v", code, out)
+	}
+	o.series[seriesID].MainDicomTags["Modality"] = "SEG"
+	if code, _ := do(s, http.MethodPost, "/v1/series/"+seriesID+"/segment?force=true", "", ""); code != http.StatusUnprocessableEntity {
+		t.Fatalf("a SEG series: %d, want 422", code)
+	}
+}
+
+// TestServer_GetNeverWrites: a series whose SEG Orthanc holds shows done,
+// and asking does not write any job state.
+func TestServer_GetNeverWrites(t *testing.T) {
+	s, q, o := setup(t)
+	o.series[seriesID] = &orthanc.Series{ID: seriesID, MainDicomTags: map[string]string{"Modality": "MR", "SeriesDescription": "T1"}}
+	o.segs[seriesID] = &orthanc.SEGRef{SeriesID: "segseries", InstanceID: "seginstance"}
+	for i := 0; i < 3; i++ {
+		code, out := do(s, http.MethodGet, "/v1/series/"+seriesID, "", "")
+		jobs, _ := out["jobs"].([]any)
+		if code != http.StatusOK || out["state"] != "done" || len(jobs) != 1 {
+			t.Fatalf("GET: %d %v", code, out)
+		}
+		if j := jobs[0].(map[string]any); j["source"] != "orthanc" || j["seg_series_id"] != "segseries" {
+			t.Fatalf("job %v", j)
+		}
+	}
+	if q.writes != 0 {
+		t.Fatalf("GET wrote job state %d times", q.writes)
+	}
+}
+
+func TestServer_MetricsCountSkips(t *testing.T) {
+	s, _, _ := setup(t)
+	do(s, http.MethodPost, "/v1/events/orthanc", testToken, `{"series_id":"`+seriesID+`","tags":{"Modality":"CT"}}`)
+	do(s, http.MethodPost, "/v1/events/orthanc", testToken, `{"series_id":"`+seriesID+`","tags":{"Modality":"MR","SeriesDescription":"T1"}}`)
+	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+	rec := httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, req)
+	for _, want := range []string{
+		`segbridge_series_skipped_total{trigger="webhook",reason="modality_not_configured"} 1`,
+		`segbridge_jobs_queued_total{trigger="webhook"} 1`,
+	} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("/metrics lacks %s:\n%s", want, rec.Body.String())
+		}
+	}
+}
+
+func TestServer_APITokenWhenSet(t *testing.T) {
+	s, _, _ := setupWith(t, Config{APIToken: "api-token-api-token"})
 	if code, _ := do(s, http.MethodGet, "/v1/jobs", "", ""); code != http.StatusUnauthorized {
 		t.Errorf("GET /v1/jobs without token: %d, want 401", code)
 	}

@@ -48,6 +48,7 @@ type metrics struct {
 	stages  map[string]*histogram  // stage -> seconds
 	webhook map[int]*histogram     // HTTP status -> seconds
 	queued  map[string]uint64      // trigger -> jobs queued by this bridge
+	skipped map[[2]string]uint64   // (trigger, reason) -> series skipped
 }
 
 func newMetrics() *metrics {
@@ -57,6 +58,7 @@ func newMetrics() *metrics {
 		stages:  map[string]*histogram{},
 		webhook: map[int]*histogram{},
 		queued:  map[string]uint64{},
+		skipped: map[[2]string]uint64{},
 	}
 }
 
@@ -103,6 +105,12 @@ func (m *metrics) countQueued(trigger string) {
 	m.mu.Unlock()
 }
 
+func (m *metrics) countSkipped(trigger, reason string) {
+	m.mu.Lock()
+	m.skipped[[2]string{trigger, reason}]++
+	m.mu.Unlock()
+}
+
 // write writes the metrics in Prometheus' text exposition format 0.0.4.
 func (m *metrics) write(w io.Writer, depth uint64, depthErr error) {
 	m.mu.Lock()
@@ -121,6 +129,15 @@ func (m *metrics) write(w io.Writer, depth uint64, depthErr error) {
 	fmt.Fprintf(w, "# HELP segbridge_jobs_queued_total Jobs this bridge queued, by trigger.\n# TYPE segbridge_jobs_queued_total counter\n")
 	for _, k := range sortedKeys(m.queued) {
 		fmt.Fprintf(w, "segbridge_jobs_queued_total{trigger=%q} %d\n", k, m.queued[k])
+	}
+	fmt.Fprintf(w, "# HELP segbridge_series_skipped_total Series the intake did not queue, by trigger and reason.\n# TYPE segbridge_series_skipped_total counter\n")
+	skips := make([][2]string, 0, len(m.skipped))
+	for k := range m.skipped {
+		skips = append(skips, k)
+	}
+	sort.Slice(skips, func(i, j int) bool { return skips[i][0]+skips[i][1] < skips[j][0]+skips[j][1] })
+	for _, k := range skips {
+		fmt.Fprintf(w, "segbridge_series_skipped_total{trigger=%q,reason=%q} %d\n", k[0], k[1], m.skipped[k])
 	}
 	fmt.Fprintf(w, "# HELP segbridge_stage_duration_seconds Time jobs spent in each pipeline stage.\n# TYPE segbridge_stage_duration_seconds histogram\n")
 	for _, k := range sortedKeys(m.stages) {

@@ -18,21 +18,29 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 	"github.com/rs/zerolog"
 
+	"github.com/segbridge/segbridge/internal/intake"
+	"github.com/segbridge/segbridge/internal/model"
 	"github.com/segbridge/segbridge/internal/orthanc"
 	"github.com/segbridge/segbridge/internal/queue"
 )
 
-// jobQueue is what the bridge needs of the queue.
+// jobQueue is what the bridge needs of the queue: it reads statuses and
+// cancels; every job it queues goes through the intake.
 type jobQueue interface {
-	Enqueue(ctx context.Context, job queue.Job, force bool) (*queue.Status, bool, error)
 	Status(ctx context.Context, id string) (*queue.Status, error)
 	SeriesStatus(ctx context.Context, seriesID string) ([]*queue.Status, error)
 	List(ctx context.Context, state queue.State, limit int) ([]*queue.Status, error)
 	Cancel(ctx context.Context, id string) (*queue.Status, error)
-	Update(ctx context.Context, id string, fn func(st *queue.Status) error) (*queue.Status, error)
 	Ready(ctx context.Context) error
 	Depth(ctx context.Context) (uint64, error)
 	Watch(ctx context.Context, fn func(st *queue.Status, initial bool)) error
+}
+
+// admitter decides what to queue (intake.Intake).
+type admitter interface {
+	Admit(ctx context.Context, req intake.Request) (intake.Outcome, error)
+	Models() []*model.Model
+	DefaultModel() *model.Model
 }
 
 // seriesReader is what the bridge needs of Orthanc. The webhook handler never
@@ -47,27 +55,8 @@ type seriesReader interface {
 var (
 	_ jobQueue     = (*queue.Queue)(nil)
 	_ seriesReader = (*orthanc.Client)(nil)
+	_ admitter     = (*intake.Intake)(nil)
 )
-
-// Model is a model the bridge can queue jobs for.
-type Model struct {
-	Name    string
-	Version string
-	// Modalities the model applies to; empty = any.
-	Modalities []string
-}
-
-func (m Model) applies(modality string) bool {
-	if len(m.Modalities) == 0 {
-		return true
-	}
-	for _, x := range m.Modalities {
-		if strings.EqualFold(x, modality) {
-			return true
-		}
-	}
-	return false
-}
 
 // Config configures the bridge.
 type Config struct {
@@ -77,12 +66,9 @@ type Config struct {
 	WebhookToken string
 	// APIToken, when set, is required as a bearer token on the /v1 API.
 	APIToken string
-	// Models are the models jobs may name; DefaultModel is used when a
-	// trigger names none. Required.
-	Models       []Model
-	DefaultModel string
-	// Modalities are those a webhook event may queue. Default MR.
-	Modalities []string
+	// Metrics are what /metrics shows; pass the same to the intake as its
+	// Observer. Default: new, empty ones.
+	Metrics *Metrics
 	// OrthancPublicURL is the base of the Orthanc Explorer links in answers.
 	OrthancPublicURL string
 	// BodyLimit caps request bodies. Default "1M".
@@ -99,9 +85,9 @@ type Server struct {
 	cfg     Config
 	logger  zerolog.Logger
 	queue   jobQueue
+	intake  admitter
 	orthanc seriesReader
 	echo    *echo.Echo
-	models  map[string]Model
 	metrics *metrics
 
 	mu          sync.Mutex
@@ -110,16 +96,14 @@ type Server struct {
 	stopWatchFn context.CancelFunc
 }
 
-// New builds the bridge's HTTP server.
-func New(logger zerolog.Logger, q jobQueue, o seriesReader, cfg Config) (*Server, error) {
+// New builds the bridge's HTTP server. Its metrics count what the intake
+// does when the intake reports to Observer().
+func New(logger zerolog.Logger, q jobQueue, in admitter, o seriesReader, cfg Config) (*Server, error) {
 	if cfg.Listen == "" {
 		cfg.Listen = "127.0.0.1:8080"
 	}
 	if cfg.BodyLimit == "" {
 		cfg.BodyLimit = "1M"
-	}
-	if len(cfg.Modalities) == 0 {
-		cfg.Modalities = []string{"MR"}
 	}
 	if cfg.DjangoWait == 0 {
 		cfg.DjangoWait = 300 * time.Second
@@ -127,29 +111,20 @@ func New(logger zerolog.Logger, q jobQueue, o seriesReader, cfg Config) (*Server
 	if cfg.WebhookToken == "" {
 		return nil, errors.New("bridge: WebhookToken is required")
 	}
-	if len(cfg.Models) == 0 {
-		return nil, errors.New("bridge: no models configured")
+	if in == nil {
+		return nil, errors.New("bridge: no intake")
 	}
 	s := &Server{
 		cfg:     cfg,
 		logger:  logger.With().Str("component", "bridge").Logger(),
 		queue:   q,
+		intake:  in,
 		orthanc: o,
-		models:  map[string]Model{},
-		metrics: newMetrics(),
 	}
-	for _, m := range cfg.Models {
-		s.models[m.Name] = m
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics()
 	}
-	if cfg.DefaultModel == "" {
-		if len(cfg.Models) != 1 {
-			return nil, errors.New("bridge: several models are configured: name the default one (SEGBRIDGE_MODEL)")
-		}
-		s.cfg.DefaultModel = cfg.Models[0].Name
-	}
-	if _, ok := s.models[s.cfg.DefaultModel]; !ok {
-		return nil, fmt.Errorf("bridge: default model %q is not among the configured models", s.cfg.DefaultModel)
-	}
+	s.metrics = cfg.Metrics.m
 	s.echo = s.routes()
 	return s, nil
 }

@@ -8,13 +8,11 @@ import (
 	"time"
 
 	"golang.org/x/term"
-
-	"github.com/segbridge/segbridge/inference"
 )
 
 // progressBar shows what `segbridge segment` is doing: a bar redrawn in
-// place on a terminal, plain lines (one per stage, and one per tenth of the
-// model runs) when stderr is a file or a pipe.
+// place on a terminal, plain lines (one per stage, and one per tenth of a
+// stage's progress) when stderr is a file or a pipe.
 type progressBar struct {
 	w     io.Writer
 	tty   bool
@@ -38,13 +36,14 @@ func (b *progressBar) stage(name string) {
 	b.draw(0, 0)
 }
 
-// progress follows a segmentation's stages and model runs.
-func (b *progressBar) progress(p inference.Progress) {
-	if p.Stage != b.name {
-		b.stage(p.Stage)
+// progress follows the pipeline's stages and the fraction of each done
+// (pipeline.Timer's report).
+func (b *progressBar) progress(stage string, fraction float64) {
+	if stage != b.name {
+		b.stage(stage)
 	}
-	if p.Total > 0 {
-		b.draw(p.Done, p.Total)
+	if fraction > 0 {
+		b.draw(int(fraction*100), 100)
 	}
 }
 
@@ -57,7 +56,7 @@ func (b *progressBar) draw(done, total int) {
 				return
 			}
 			b.last = tenth
-			fmt.Fprintf(b.w, "segment: %6.1fs %s %d/%d\n", elapsed, b.name, done, total)
+			fmt.Fprintf(b.w, "segment: %6.1fs %s %d%%\n", elapsed, b.name, done*100/total)
 			return
 		}
 		fmt.Fprintf(b.w, "segment: %6.1fs %s\n", elapsed, b.name)
@@ -68,7 +67,7 @@ func (b *progressBar) draw(done, total int) {
 	count := ""
 	if total > 0 {
 		fill = done * width / total
-		count = fmt.Sprintf(" %d/%d", done, total)
+		count = fmt.Sprintf(" %d%%", done*100/total)
 	}
 	fmt.Fprintf(b.w, "\r\033[K[%s%s] %6.1fs %s%s", strings.Repeat("=", fill), strings.Repeat(" ", width-fill), elapsed, b.name, count)
 	b.drawn = true

@@ -12,14 +12,13 @@ import (
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/segbridge/segbridge/inference"
 	"github.com/segbridge/segbridge/internal/config"
-	"github.com/segbridge/segbridge/internal/dicomseg"
 	"github.com/segbridge/segbridge/internal/model"
+	"github.com/segbridge/segbridge/internal/pipeline"
 	"github.com/segbridge/segbridge/internal/volume"
 )
 
@@ -55,15 +54,10 @@ func segmentCmd(ctx context.Context, logger zerolog.Logger, cfg *config.Config, 
 		return errors.New("SEGBRIDGE_ORT_LIB is not set and .deps/onnxruntime/libonnxruntime.so.1 is absent: run make deps")
 	}
 	bar := newProgressBar(stderr)
-	var timings []stageTime
-	stage := func(name string) func() {
-		bar.stage(name)
-		start := time.Now()
-		return func() { timings = append(timings, stageTime{name, time.Since(start)}) }
-	}
-	total := time.Now()
+	defer bar.finish()
+	t := pipeline.NewTimer(nil, bar.progress)
 
-	done := stage("read")
+	done := t.Stage("read")
 	files, err := readInputs(input)
 	if err != nil {
 		return err
@@ -76,72 +70,52 @@ func segmentCmd(ctx context.Context, logger zerolog.Logger, cfg *config.Config, 
 		}
 		instances = append(instances, inst)
 	}
+	files = nil
 	done()
-
-	done = stage("volume")
-	vol, err := volume.Assemble(instances, volume.Limits{})
-	if err != nil {
-		return err
-	}
-	instances, files = nil, nil // the volume holds what is needed
-	done()
-	if ok, why := m.Matches(model.SeriesInfo{Modality: vol.Modality}); !ok {
+	if ok, why := m.Matches(model.SeriesInfo{Modality: instances[0].Modality}); !ok {
 		fmt.Fprintf(stderr, "warning: model %s does not apply to this series (%s); running it as asked\n", m.Name, why)
 	}
 
-	done = stage("load model")
+	done = t.Stage("load model")
 	rt, err := inference.NewRuntime(logger, runtimeConfig(cfg))
 	if err != nil {
 		return err
 	}
 	defer rt.Close()
+	pl, err := pipeline.New(rt, pipeline.Config{Limits: limits(cfg), SoftwareVersions: "segbridge " + Version})
+	if err != nil {
+		return err
+	}
 	done()
 
-	start := time.Now()
-	res, err := rt.SegmentWith(ctx, m, vol, inference.SegmentOptions{Progress: bar.progress})
+	res, err := pl.Run(ctx, pipeline.Input{Model: m, Instances: instances}, t)
 	if err != nil {
-		bar.finish()
 		return err
 	}
-	for _, st := range res.Steps {
-		timings = append(timings, stageTime{"  " + st.Name, st.Duration})
-	}
-	timings = append(timings, stageTime{"model", time.Since(start)})
-
-	done = stage("encode")
-	seg, err := dicomseg.Encode(vol, res.Labels, m.Segments(), dicomseg.Options{
-		SeriesDescription: "AI segmentation: " + m.Name,
-		AlgorithmName:     m.Name,
-		AlgorithmVersion:  m.Version,
-		SoftwareVersions:  "segbridge " + Version,
-	})
-	if err != nil {
-		bar.finish()
-		return err
-	}
-	if err := os.WriteFile(*out, seg.Bytes, 0o644); err != nil {
-		bar.finish()
+	done = t.Stage("write")
+	if err := os.WriteFile(*out, res.SEG, 0o644); err != nil {
 		return fmt.Errorf("write %s: %w", *out, err)
 	}
 	done()
+	t.Total()
 	bar.finish()
 
-	fmt.Fprintf(stdout, "wrote %s: %d frames, %d segments, %dx%dx%d voxels, model %s %s on %s (model input [D,H,W] = %v)\n",
-		*out, seg.Frames, len(seg.Segments), vol.Cols, vol.Rows, vol.Depth, m.Name, m.Version, rt.Device(), res.ModelShape)
+	vol := res.Volume
+	fmt.Fprintf(stdout, "wrote %s: %d frames, %d segments, %dx%dx%d voxels, model %s %s on %s\n",
+		*out, res.Frames, len(m.Segments()), vol.Cols, vol.Rows, vol.Depth, m.Name, m.Version, rt.Device())
+	timings := t.Timings()
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
-	for _, t := range timings {
-		fmt.Fprintf(tw, "%s\t%.0f ms\t\n", t.name, ms(t.d))
+	for _, name := range []string{"read", "load model", "volume", "preprocess", "inference", "postprocess", "encode", "write"} {
+		fmt.Fprintf(tw, "%s\t%.0f ms\t\n", name, timings[name])
+		if name == "postprocess" {
+			for _, st := range res.Steps {
+				fmt.Fprintf(tw, "  %s\t%.0f ms\t\n", st.Name, pipeline.Millis(st.Duration))
+			}
+		}
 	}
-	fmt.Fprintf(tw, "total\t%.0f ms\t\n", ms(time.Since(total)))
+	fmt.Fprintf(tw, "total\t%.0f ms\t\n", timings["total"])
 	return tw.Flush()
 }
-
-type stageTime struct {
-	name string
-	d    time.Duration
-}
-
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // pickModel finds a model by name among the configured ones, or loads a
 // manifest path.

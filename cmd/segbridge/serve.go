@@ -11,12 +11,19 @@ import (
 	"github.com/segbridge/segbridge/bridge"
 	"github.com/segbridge/segbridge/inference"
 	"github.com/segbridge/segbridge/internal/config"
+	"github.com/segbridge/segbridge/internal/intake"
 	"github.com/segbridge/segbridge/internal/model"
 	"github.com/segbridge/segbridge/internal/orthanc"
+	"github.com/segbridge/segbridge/internal/pipeline"
 	"github.com/segbridge/segbridge/internal/queue"
 	"github.com/segbridge/segbridge/internal/reconcile"
 	"github.com/segbridge/segbridge/internal/volume"
+	"github.com/segbridge/segbridge/internal/worker"
 )
+
+// stopTimeout bounds a graceful stop: a running job is handed back and the
+// process is gone well within the 10 s a service manager usually waits.
+const stopTimeout = 8 * time.Second
 
 // serve runs the bridge, the embedded (or external) queue and in-process workers.
 func serve(ctx context.Context, logger zerolog.Logger, cfg *config.Config) error {
@@ -40,17 +47,16 @@ func serve(ctx context.Context, logger zerolog.Logger, cfg *config.Config) error
 		logger.Info().Str("url", u).Msg("queue open to remote workers")
 	}
 
-	var bmodels []bridge.Model
-	for _, m := range models {
-		bmodels = append(bmodels, bridge.Model{Name: m.Name, Version: m.Version, Modalities: m.AppliesTo.Modalities})
+	metrics := bridge.NewMetrics()
+	in, err := intake.New(logger, q, oc, metrics, intake.Config{Models: models, DefaultModel: cfg.Model, Modalities: cfg.Modalities})
+	if err != nil {
+		return err
 	}
-	srv, err := bridge.New(logger, q, oc, bridge.Config{
+	srv, err := bridge.New(logger, q, in, oc, bridge.Config{
 		Listen:           cfg.Listen,
 		WebhookToken:     cfg.WebhookToken,
 		APIToken:         cfg.APIToken,
-		Models:           bmodels,
-		DefaultModel:     cfg.Model,
-		Modalities:       cfg.Modalities,
+		Metrics:          metrics,
 		OrthancPublicURL: cfg.OrthancPublicURL,
 		DjangoWait:       djangoWait(cfg.DjangoWait),
 	})
@@ -59,7 +65,11 @@ func serve(ctx context.Context, logger zerolog.Logger, cfg *config.Config) error
 	}
 	var rec *reconcile.Reconciler
 	if cfg.ReconcileInterval > 0 {
-		rec, err = reconcile.New(logger, oc, q, srv.QueueStable, reconcile.Config{
+		admit := func(ctx context.Context, seriesID string, tags map[string]string) error {
+			_, _, err := srv.QueueStable(ctx, seriesID, tags)
+			return err
+		}
+		rec, err = reconcile.New(logger, oc, q, admit, reconcile.Config{
 			Interval:  cfg.ReconcileInterval,
 			StartFrom: cfg.ReconcileFrom,
 		})
@@ -70,24 +80,31 @@ func serve(ctx context.Context, logger zerolog.Logger, cfg *config.Config) error
 	if cfg.APIToken == "" {
 		logger.Warn().Msg("SEGBRIDGE_API_TOKEN is not set: the /v1 API is open to anyone on this machine (loopback only)")
 	}
+	sup := q.NewSupervisor(logger, queue.SupervisorConfig{})
 
-	var w *inference.Worker
-	var rt *inference.Runtime
+	var w *worker.Worker
 	if cfg.Workers > 0 {
 		if err := cfg.ValidateWorker(); err != nil {
 			return err
 		}
-		rt, err = inference.NewRuntime(logger, runtimeConfig(cfg))
+		rt, err := inference.NewRuntime(logger, runtimeConfig(cfg))
 		if err != nil {
 			return err
 		}
 		defer rt.Close()
-		w, err = inference.NewWorker(logger, q, oc, rt, models, workerConfig(cfg))
+		w, err = newWorker(logger, cfg, q, oc, rt, models, q.AckWait())
 		if err != nil {
 			return err
 		}
 	}
 
+	// Start in data-flow order; stop in reverse.
+	if err := q.ServeWorkers(ctx, segVerifier{oc}); err != nil {
+		return err
+	}
+	if err := sup.Start(ctx); err != nil {
+		return err
+	}
 	if err := srv.Start(ctx); err != nil {
 		return err
 	}
@@ -105,23 +122,26 @@ func serve(ctx context.Context, logger zerolog.Logger, cfg *config.Config) error
 	<-ctx.Done()
 	logger.Info().Msg("shutting down")
 
-	stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	stopCtx, cancel := context.WithTimeout(context.Background(), stopTimeout)
 	defer cancel()
 	var errs []error
 	if rec != nil {
-		if err := rec.Stop(stopCtx); err != nil {
-			errs = append(errs, err)
-		}
+		errs = append(errs, rec.Stop(stopCtx))
 	}
-	if err := srv.Stop(stopCtx); err != nil {
-		errs = append(errs, err)
-	}
+	errs = append(errs, srv.Stop(stopCtx))
 	if w != nil {
-		if err := w.Stop(stopCtx); err != nil {
-			errs = append(errs, err)
-		}
+		errs = append(errs, w.Stop(stopCtx))
 	}
+	errs = append(errs, sup.Stop(stopCtx))
 	return errors.Join(errs...)
+}
+
+// segVerifier checks a remote worker's result in Orthanc before its job is
+// recorded done.
+type segVerifier struct{ oc *orthanc.Client }
+
+func (v segVerifier) VerifyResult(ctx context.Context, job queue.Job, res queue.Result) error {
+	return v.oc.VerifySEG(ctx, res.SEGInstanceID, res.SEGSeriesID, job.SeriesID, job.Model, job.ModelVersion)
 }
 
 func newOrthanc(logger zerolog.Logger, cfg *config.Config) (*orthanc.Client, error) {
@@ -130,22 +150,24 @@ func newOrthanc(logger zerolog.Logger, cfg *config.Config) (*orthanc.Client, err
 		User:            cfg.OrthancUser,
 		Password:        cfg.OrthancPassword,
 		MaxConnsPerHost: max(16, cfg.DownloadConcurrency*cfg.Workers),
+		MaxBodyBytes:    limits(cfg).MaxBytes,
 	})
 }
 
 func queueConfig(cfg *config.Config) queue.Config {
 	return queue.Config{
-		URL:          cfg.NATSURL,
-		Token:        cfg.NATSToken,
-		CredsFile:    cfg.NATSCreds,
-		NKeySeedFile: cfg.NATSNKeySeed,
-		TLSCAFile:    cfg.NATSTLSCA,
-		TLSCertFile:  cfg.NATSTLSCert,
-		TLSKeyFile:   cfg.NATSTLSKey,
-		DataDir:      cfg.DataDir,
-		Listen:       cfg.NATSListen,
-		AckWait:      cfg.AckWait,
-		MaxDeliver:   cfg.MaxAttempts,
+		URL:            cfg.NATSURL,
+		Token:          cfg.NATSToken,
+		CredsFile:      cfg.NATSCreds,
+		NKeySeedFile:   cfg.NATSNKeySeed,
+		TLSCAFile:      cfg.NATSTLSCA,
+		TLSCertFile:    cfg.NATSTLSCert,
+		TLSKeyFile:     cfg.NATSTLSKey,
+		AllowPlaintext: cfg.NATSAllowPlaintext,
+		DataDir:        cfg.DataDir,
+		Listen:         cfg.NATSListen,
+		AckWait:        cfg.AckWait,
+		MaxDeliver:     cfg.MaxAttempts,
 	}
 }
 
@@ -157,14 +179,23 @@ func runtimeConfig(cfg *config.Config) inference.RuntimeConfig {
 	}
 }
 
-func workerConfig(cfg *config.Config) inference.WorkerConfig {
-	return inference.WorkerConfig{
+func limits(cfg *config.Config) volume.Limits {
+	return volume.Limits{MaxVoxels: int64(cfg.MaxVoxels), MaxBytes: int64(cfg.MaxBytes)}.WithDefaults()
+}
+
+// newWorker builds the workers of serve and of `segbridge worker`.
+func newWorker(logger zerolog.Logger, cfg *config.Config, jobs worker.JobSource, oc *orthanc.Client, rt *inference.Runtime,
+	models []*model.Model, ackWait time.Duration) (*worker.Worker, error) {
+	pl, err := pipeline.New(rt, pipeline.Config{Limits: limits(cfg), SoftwareVersions: "segbridge " + Version})
+	if err != nil {
+		return nil, err
+	}
+	return worker.New(logger, jobs, oc, pl, models, worker.Config{
 		Concurrency:         cfg.Workers,
 		DownloadConcurrency: cfg.DownloadConcurrency,
-		AckWait:             cfg.AckWait,
+		Heartbeat:           ackWait / 3,
 		RetryDelay:          cfg.RetryDelay,
-		Limits:              volume.Limits{MaxVoxels: int64(cfg.MaxVoxels), MaxBytes: int64(cfg.MaxBytes)},
-	}
+	})
 }
 
 // djangoWait maps the configuration's 0 ("do not wait") to the bridge's.

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"time"
 
 	"github.com/rs/zerolog"
 
@@ -14,6 +13,7 @@ import (
 
 // workerCmd runs workers that take jobs from a remote queue: a GPU machine
 // connects out to the bridge's NATS and to Orthanc, and needs no inbound port.
+// It holds worker credentials only: every transition goes through the bridge.
 func workerCmd(ctx context.Context, logger zerolog.Logger, cfg *config.Config) error {
 	if cfg.NATSURL == "" {
 		return errors.New("SEGBRIDGE_NATS_URL is required: the NATS server of the bridge (segbridge serve with SEGBRIDGE_NATS_LISTEN) or your cluster")
@@ -33,9 +33,8 @@ func workerCmd(ctx context.Context, logger zerolog.Logger, cfg *config.Config) e
 		return err
 	}
 	qcfg := queueConfig(cfg)
-	qcfg.Bind = true // workers may only take jobs: the bridge creates the queue
 	qcfg.Name = "segbridge-worker"
-	q, err := queue.Open(ctx, logger, qcfg)
+	q, err := queue.OpenRemote(ctx, logger, qcfg)
 	if err != nil {
 		return err
 	}
@@ -45,7 +44,7 @@ func workerCmd(ctx context.Context, logger zerolog.Logger, cfg *config.Config) e
 		return err
 	}
 	defer rt.Close()
-	w, err := inference.NewWorker(logger, q, oc, rt, models, workerConfig(cfg))
+	w, err := newWorker(logger, cfg, q, oc, rt, models, cfg.AckWait)
 	if err != nil {
 		return err
 	}
@@ -53,7 +52,7 @@ func workerCmd(ctx context.Context, logger zerolog.Logger, cfg *config.Config) e
 		return err
 	}
 	<-ctx.Done()
-	stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	stopCtx, cancel := context.WithTimeout(context.Background(), stopTimeout)
 	defer cancel()
 	return w.Stop(stopCtx)
 }

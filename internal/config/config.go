@@ -56,6 +56,12 @@ type Config struct {
 	NATSTLSCA   string
 	NATSTLSCert string
 	NATSTLSKey  string
+	// NATSAllowPlaintext (SEGBRIDGE_NATS_ALLOW_PLAINTEXT, default false)
+	// allows SEGBRIDGE_NATS_LISTEN on a non-loopback address without TLS,
+	// for a listener behind a VPN or TLS tunnel. With TLS, the embedded
+	// listener uses SEGBRIDGE_NATS_TLS_CERT and _KEY as its certificate and,
+	// when set, requires client certificates signed by SEGBRIDGE_NATS_TLS_CA.
+	NATSAllowPlaintext bool
 
 	// RetryDelay (SEGBRIDGE_RETRY_DELAY, default 5s) is the delay before a
 	// job that failed for a transient reason is tried again; it doubles with
@@ -214,6 +220,13 @@ func FromEnv(getenv func(string) string) (*Config, error) {
 		} else {
 			c.ReconcileFrom = n
 		}
+	}
+	if v := getenv("SEGBRIDGE_NATS_ALLOW_PLAINTEXT"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("SEGBRIDGE_NATS_ALLOW_PLAINTEXT: %q is not true or false", v))
+		}
+		c.NATSAllowPlaintext = b
 	}
 	if (c.NATSTLSCert == "") != (c.NATSTLSKey == "") {
 		errs = append(errs, errors.New("SEGBRIDGE_NATS_TLS_CERT and SEGBRIDGE_NATS_TLS_KEY must be set together"))

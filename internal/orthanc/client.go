@@ -19,6 +19,8 @@ import (
 
 	"github.com/avast/retry-go/v4"
 	"github.com/rs/zerolog"
+
+	"github.com/segbridge/segbridge/internal/fault"
 )
 
 // Config says how to reach Orthanc.
@@ -40,6 +42,10 @@ type Config struct {
 	MaxRetryDelay time.Duration
 	// MaxConnsPerHost caps keep-alive connections to Orthanc. Default 16.
 	MaxConnsPerHost int
+	// MaxBodyBytes caps any one answer's body (a DICOM file); a larger one
+	// is refused before or while it is read. Default 2 GiB. JSON answers are
+	// capped at 64 MiB.
+	MaxBodyBytes int64
 }
 
 func (c Config) withDefaults() Config {
@@ -58,6 +64,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxConnsPerHost == 0 {
 		c.MaxConnsPerHost = 16
 	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = 2 << 30
+	}
 	return c
 }
 
@@ -67,6 +76,7 @@ type Client struct {
 	cfg    Config
 	http   *http.Client
 	logger zerolog.Logger
+	segs   *segIndex
 }
 
 // NewClient returns a client for the Orthanc at cfg.URL.
@@ -98,6 +108,7 @@ func NewClient(logger zerolog.Logger, cfg Config) (*Client, error) {
 		cfg:    cfg,
 		http:   &http.Client{Transport: tr, Timeout: cfg.RequestTimeout},
 		logger: logger.With().Str("component", "orthanc").Logger(),
+		segs:   newSegIndex(),
 	}, nil
 }
 
@@ -125,26 +136,27 @@ func (e *HTTPError) Error() string {
 	return fmt.Sprintf("orthanc %s %s returned %d%s%s", e.Method, e.Path, e.StatusCode, msg, hint)
 }
 
-// ErrNotFound is matched (errors.Is) by a 404 answer.
-var ErrNotFound = errors.New("not found in Orthanc")
+// ErrNotFound is matched (errors.Is) by a 404 answer, and wrapped by the
+// error of an id that cannot name anything in Orthanc.
+var ErrNotFound = fault.New(fault.KindPermanent, "not found in Orthanc")
 
 // Is lets errors.Is(err, ErrNotFound) match a 404.
 func (e *HTTPError) Is(target error) bool {
 	return target == ErrNotFound && e.StatusCode == http.StatusNotFound
 }
 
-// IsTransient reports whether err is worth retrying later: a connection
-// problem or a 5xx answer, not a 4xx.
-func IsTransient(err error) bool {
-	if err == nil {
-		return false
+// FaultKind says whether asking again may help: a 5xx or 429 answer is
+// transient (Orthanc busy or restarting), any other 4xx permanent (the
+// request, the credentials or the resource are wrong).
+func (e *HTTPError) FaultKind() fault.Kind {
+	if e.StatusCode >= 500 || e.StatusCode == http.StatusTooManyRequests {
+		return fault.KindTransient
 	}
-	var he *HTTPError
-	if errors.As(err, &he) {
-		return he.StatusCode >= 500
-	}
-	return !errors.Is(err, context.Canceled)
+	return fault.KindPermanent
 }
+
+// ErrTooLarge is wrapped by the error of an answer over MaxBodyBytes.
+var ErrTooLarge = fault.New(fault.KindPermanent, "answer too large")
 
 // do sends one request with retries and returns the answer's body.
 func (c *Client) do(ctx context.Context, method, path string, body []byte, header http.Header) ([]byte, error) {
@@ -172,13 +184,20 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, heade
 			return err
 		}
 		defer resp.Body.Close()
-		b, err := readBody(resp)
+		limit := c.cfg.MaxBodyBytes
+		if resp.StatusCode/100 != 2 || header.Get("Accept") == "application/json" {
+			limit = min(limit, maxJSONBody)
+		}
+		b, err := readBody(resp, limit)
 		if err != nil {
+			if errors.Is(err, ErrTooLarge) {
+				return retry.Unrecoverable(fmt.Errorf("orthanc %s %s: %w", method, path, err))
+			}
 			return err
 		}
 		if resp.StatusCode/100 != 2 {
 			he := &HTTPError{Method: method, Path: path, StatusCode: resp.StatusCode, Message: orthancMessage(b)}
-			if resp.StatusCode >= 500 {
+			if fault.Classify(he) == fault.KindTransient {
 				return he
 			}
 			return retry.Unrecoverable(he)
@@ -199,13 +218,26 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, heade
 	return out, err
 }
 
-func readBody(resp *http.Response) ([]byte, error) {
+// maxJSONBody caps JSON answers and error bodies: Orthanc's largest JSON
+// answers (a study's series, a change page) are far below it.
+const maxJSONBody = 64 << 20
+
+// readBody reads an answer's body, refusing one over limit bytes — from its
+// Content-Length before reading anything, else as soon as it passes limit.
+func readBody(resp *http.Response, limit int64) ([]byte, error) {
+	if resp.ContentLength > limit {
+		return nil, fmt.Errorf("%w: %d bytes, over the limit of %d", ErrTooLarge, resp.ContentLength, limit)
+	}
 	if resp.ContentLength > 0 {
 		b := make([]byte, resp.ContentLength)
 		_, err := io.ReadFull(resp.Body, b)
 		return b, err
 	}
-	return io.ReadAll(resp.Body)
+	b, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if err == nil && int64(len(b)) > limit {
+		return nil, fmt.Errorf("%w: over the limit of %d bytes", ErrTooLarge, limit)
+	}
+	return b, err
 }
 
 // orthancMessage pulls the human part out of Orthanc's JSON error body.
@@ -331,6 +363,7 @@ type Stored struct {
 // instance twice is not an error: Orthanc answers AlreadyStored.
 func (c *Client) Store(ctx context.Context, dcm []byte) (*Stored, error) {
 	b, err := c.do(ctx, http.MethodPost, "/instances", dcm, http.Header{"Content-Type": {"application/dicom"}, "Accept": {"application/json"}})
+	c.segs.forget()
 	if err != nil {
 		return nil, err
 	}
@@ -390,68 +423,6 @@ func (c *Client) LastChange(ctx context.Context) (int64, error) {
 		return 0, err
 	}
 	return ch.Last, nil
-}
-
-// SEGRef names a SEG series stored in Orthanc.
-type SEGRef struct {
-	SeriesID   string
-	InstanceID string
-}
-
-// FindSEG looks in the study of a source series for a SEG series that
-// references that series (ReferencedSeriesSequence) and was made by the
-// given algorithm name and version (SegmentSequence's Segmentation Algorithm
-// Identification). It returns nil, nil when there is none. It reads DICOM
-// content, so it does not depend on anything segbridge stored elsewhere: a
-// SEG in Orthanc is found even after the bridge lost all its state.
-func (c *Client) FindSEG(ctx context.Context, sourceSeriesID, algorithm, version string) (*SEGRef, error) {
-	src, err := c.Series(ctx, sourceSeriesID)
-	if err != nil {
-		return nil, err
-	}
-	uid := src.MainDicomTags["SeriesInstanceUID"]
-	var all []Series
-	if err := c.getJSON(ctx, "/studies/"+src.ParentStudy+"/series", &all); err != nil {
-		return nil, err
-	}
-	for _, s := range all {
-		if s.Modality() != "SEG" || len(s.Instances) == 0 {
-			continue
-		}
-		for _, inst := range s.Instances {
-			ok, err := c.segMatches(ctx, inst, uid, algorithm, version)
-			if err != nil {
-				return nil, err
-			}
-			if ok {
-				return &SEGRef{SeriesID: s.ID, InstanceID: inst}, nil
-			}
-		}
-	}
-	return nil, nil
-}
-
-func (c *Client) segMatches(ctx context.Context, inst, srcUID, algorithm, version string) (bool, error) {
-	checks := []struct{ path, want string }{
-		{"0008-1115/0/0020-000e", srcUID},                // ReferencedSeriesSequence > SeriesInstanceUID
-		{"0062-0002/0/0062-0007/0/0066-0036", algorithm}, // SegmentSequence > SegmentationAlgorithmIdentificationSequence > AlgorithmName
-		{"0062-0002/0/0062-0007/0/0066-0031", version},   // ... > AlgorithmVersion
-	}
-	for _, ch := range checks {
-		b, err := c.do(ctx, http.MethodGet, "/instances/"+inst+"/content/"+ch.path, nil, nil)
-		if errors.Is(err, ErrNotFound) {
-			c.logger.Debug().Str("instance", inst).Str("path", ch.path).Msg("SEG lacks the tag")
-			return false, nil
-		}
-		if err != nil {
-			return false, err
-		}
-		if got := strings.TrimRight(string(b), "\x00 "); got != ch.want {
-			c.logger.Debug().Str("instance", inst).Str("path", ch.path).Str("got", got).Str("want", ch.want).Msg("SEG does not match")
-			return false, nil
-		}
-	}
-	return true, nil
 }
 
 // LookupSeries finds a series by its SeriesInstanceUID and returns its

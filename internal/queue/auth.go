@@ -11,9 +11,7 @@ import (
 // tokenAuth authenticates the embedded NATS server's clients by token and
 // gives each token its own permissions: the bridge's own connection (a random
 // token made at start, never leaving the process) may do anything; remote
-// workers (SEGBRIDGE_NATS_TOKEN) may only take jobs, ack them and write
-// their status — they cannot create, purge or delete streams, read other
-// buckets, or publish jobs.
+// workers (SEGBRIDGE_NATS_TOKEN) get WorkerPermissions.
 type tokenAuth struct {
 	bridge string
 	worker string
@@ -25,7 +23,7 @@ func (a *tokenAuth) Check(c server.ClientAuthentication) bool {
 	got := []byte(c.GetOpts().Token)
 	switch {
 	case a.bridge != "" && subtle.ConstantTimeCompare(got, []byte(a.bridge)) == 1:
-		c.RegisterUser(&server.User{Username: "segbridge-bridge"})
+		c.RegisterUser(&server.User{Username: "segbridge-bridge", Permissions: bridgePermissions()})
 		return true
 	case a.worker != "" && subtle.ConstantTimeCompare(got, []byte(a.worker)) == 1:
 		c.RegisterUser(&server.User{Username: "segbridge-worker", Permissions: WorkerPermissions()})
@@ -34,25 +32,31 @@ func (a *tokenAuth) Check(c server.ClientAuthentication) bool {
 	return false
 }
 
-// WorkerPermissions are the NATS subjects a `segbridge worker` needs: look up
-// the job stream, its consumer and the status bucket; pull, ack, nak and
-// extend job messages; read and write job statuses. Use them for the worker
-// user of an external NATS server too.
+// bridgePermissions let the bridge do anything except read the workers'
+// inboxes, which it never needs.
+func bridgePermissions() *server.Permissions {
+	return &server.Permissions{
+		Subscribe: &server.SubjectPermission{Deny: []string{WorkerInboxPrefix + ".>"}},
+	}
+}
+
+// WorkerPermissions are all a `segbridge worker` may do: find the job stream
+// and its consumer, pull job messages into its own inbox, and ask the bridge
+// for transitions (RPCSubject). It cannot publish jobs, acknowledge messages
+// itself, read or write the status and cursor buckets, create, purge or
+// delete streams, or read the bridge's replies. Give an external NATS
+// server's worker user the same subjects, with the worker's inbox prefix
+// (WorkerInboxPrefix) as its only subscription.
 func WorkerPermissions() *server.Permissions {
-	kvStream := "KV_" + StatusBucket
 	return &server.Permissions{
 		Publish: &server.SubjectPermission{Allow: []string{
 			"$JS.API.INFO",
 			"$JS.API.STREAM.INFO." + StreamName,
-			"$JS.API.STREAM.INFO." + kvStream,
 			"$JS.API.CONSUMER.INFO." + StreamName + "." + ConsumerName,
 			"$JS.API.CONSUMER.MSG.NEXT." + StreamName + "." + ConsumerName,
-			"$JS.ACK." + StreamName + "." + ConsumerName + ".>",
-			"$JS.API.DIRECT.GET." + kvStream + ".>",
-			"$JS.API.STREAM.MSG.GET." + kvStream,
-			"$KV." + StatusBucket + ".>",
+			RPCSubject + ".*",
 		}},
-		Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>"}},
+		Subscribe: &server.SubjectPermission{Allow: []string{WorkerInboxPrefix + ".>"}},
 	}
 }
 

@@ -9,8 +9,14 @@ import (
 // State is where a job stands.
 type State string
 
-// The states of a job. queued → running → done | failed; a queued job may be
-// cancelled.
+// The states of a job:
+//
+//	queued → running → done | failed
+//	   ↑        │
+//	   └────────┘ retry later, hand back, lease lost
+//	queued | running → cancelled
+//
+// Only the named transitions in transitions.go move a job between them.
 const (
 	StateQueued    State = "queued"
 	StateRunning   State = "running"
@@ -24,6 +30,15 @@ func (s State) Final() bool {
 	return s == StateDone || s == StateFailed || s == StateCancelled
 }
 
+// Valid reports whether s is one of the states.
+func (s State) Valid() bool {
+	switch s {
+	case StateQueued, StateRunning, StateDone, StateFailed, StateCancelled:
+		return true
+	}
+	return false
+}
+
 // Job is one request to segment one series with one model version.
 type Job struct {
 	// ID is derived from what the job means (see JobID) so that triggers for
@@ -35,10 +50,10 @@ type Job struct {
 	// Trigger says what asked for it: "webhook", "manual", "reconciler".
 	Trigger string `json:"trigger"`
 	// Generation counts how many times this job id was (re)queued; a message
-	// of an older generation is stale and skipped.
+	// of an older generation is stale and never runs.
 	Generation  uint64    `json:"generation"`
 	RequestedAt time.Time `json:"requested_at"`
-	// Force asks for a new SEG even when Orthanc already has one by this
+	// Force asks for a new result even when Orthanc already has one by this
 	// model version; without it a worker that finds one records it as the
 	// job's result instead of running the model again.
 	Force bool `json:"force,omitempty"`
@@ -60,6 +75,39 @@ func keySafe(s string) string {
 	}, s)
 }
 
+// validJobID reports whether id has the form JobID makes; anything else is
+// refused before it reaches the KV store.
+func validJobID(id string) bool {
+	if len(id) == 0 || len(id) > 256 {
+		return false
+	}
+	parts := strings.Split(id, ".")
+	if len(parts) != 3 || parts[1] == "" || parts[2] == "" {
+		return false
+	}
+	return keySafe(parts[1]) == parts[1] && keySafe(parts[2]) == parts[2] && validSeriesID(parts[0])
+}
+
+// validSeriesID reports whether id looks like an Orthanc id (five groups of
+// eight hex digits).
+func validSeriesID(id string) bool {
+	if len(id) != 44 {
+		return false
+	}
+	for i, r := range id {
+		if i%9 == 8 {
+			if r != '-' {
+				return false
+			}
+			continue
+		}
+		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
 // Status is a job's record: the job and how far it got.
 type Status struct {
 	Job
@@ -75,16 +123,43 @@ type Status struct {
 	Error string `json:"error,omitempty"`
 	// Worker names the worker that ran it last.
 	Worker string `json:"worker,omitempty"`
+	// Source is "orthanc" when the result was found in Orthanc (a SEG by
+	// this model version) instead of being made by this job's run.
+	Source string `json:"source,omitempty"`
 	// SEGSeriesID and SEGInstanceID are the Orthanc ids of the stored SEG.
 	SEGSeriesID   string `json:"seg_series_id,omitempty"`
 	SEGInstanceID string `json:"seg_instance_id,omitempty"`
 	// Timings holds stage durations in milliseconds.
-	Timings    map[string]float64 `json:"timings_ms,omitempty"`
-	UpdatedAt  time.Time          `json:"updated_at"`
-	StartedAt  *time.Time         `json:"started_at,omitempty"`
-	FinishedAt *time.Time         `json:"finished_at,omitempty"`
+	Timings map[string]float64 `json:"timings_ms,omitempty"`
+	// Seq is the stream sequence of this generation's job message: the one
+	// message allowed to run the job. Copies (a re-trigger after the
+	// deduplication window) are dropped when delivered.
+	Seq uint64 `json:"seq,omitempty"`
+	// LeaseHash identifies the lease of the worker running the job (a hash
+	// of the token only that worker holds); LeaseUntil is when the lease
+	// lapses unless the worker reports progress or a heartbeat.
+	LeaseHash  string     `json:"lease,omitempty"`
+	LeaseUntil *time.Time `json:"lease_until,omitempty"`
+	UpdatedAt  time.Time  `json:"updated_at"`
+	StartedAt  *time.Time `json:"started_at,omitempty"`
+	FinishedAt *time.Time `json:"finished_at,omitempty"`
 }
 
 func (s *Status) String() string {
-	return fmt.Sprintf("job %s %s", s.ID, s.State)
+	return fmt.Sprintf("job %s generation %d %s", s.ID, s.Generation, s.State)
+}
+
+// leaseLive reports whether a running job's lease has not lapsed at now.
+func (s *Status) leaseLive(now time.Time) bool {
+	return s.State == StateRunning && s.LeaseUntil != nil && s.LeaseUntil.After(now)
+}
+
+// Result is what a worker reports when a job is done.
+type Result struct {
+	SEGSeriesID   string             `json:"seg_series_id"`
+	SEGInstanceID string             `json:"seg_instance_id"`
+	Timings       map[string]float64 `json:"timings_ms,omitempty"`
+	// Found is true when the result was already in Orthanc and the model
+	// did not run.
+	Found bool `json:"found,omitempty"`
 }

@@ -1,19 +1,27 @@
-// Package queue is segbridge's durable work queue: a NATS JetStream stream
-// used as a work queue (one message per job generation, deduplicated by
-// message id) and a JetStream KV bucket holding each job's status. By default
-// it embeds a NATS server with file storage, so one process is a complete
-// system; given a URL it uses an external NATS server or cluster instead.
+// Package queue owns a segmentation job's life. Jobs travel as messages of a
+// NATS JetStream stream used as a work queue (one message per job generation,
+// deduplicated by message id); each job's status lives in a JetStream KV
+// bucket. A status changes only through the named transitions in
+// transitions.go — enqueue, take, progress, complete, fail, retry later, hand
+// back, cancel, found in Orthanc, give up — each checking the state it starts
+// from. Workers in other processes reach the same transitions through the
+// bridge (rpc.go), never by writing statuses themselves. By default the queue
+// embeds a NATS server with file storage, so one process is a complete system;
+// given a URL it uses an external NATS server or cluster instead.
 package queue
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
+	"strconv"
 	"sync"
 	"time"
 
@@ -23,7 +31,7 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// Names of the JetStream objects the queue uses.
+// Names of the JetStream objects and subjects the queue uses.
 const (
 	StreamName   = "SEGBRIDGE_JOBS"
 	Subject      = "segbridge.jobs"
@@ -32,6 +40,14 @@ const (
 	// CursorBucket holds small persistent positions, such as the
 	// reconciler's place in Orthanc's /changes feed.
 	CursorBucket = "segbridge_cursors"
+	// RPCSubject prefixes the requests remote workers send to the bridge
+	// (see rpc.go).
+	RPCSubject = "segbridge.rpc"
+	// WorkerInboxPrefix and BridgeInboxPrefix keep the two kinds of client's
+	// replies apart: a worker may subscribe only under its own prefix, so it
+	// cannot read the bridge's answers.
+	WorkerInboxPrefix = "_SBW"
+	BridgeInboxPrefix = "_SBB"
 )
 
 // Config configures the queue.
@@ -47,24 +63,26 @@ type Config struct {
 	CredsFile string
 	// NKeySeedFile is an NKey seed file for an external server.
 	NKeySeedFile string
-	// TLSCAFile, TLSCertFile and TLSKeyFile configure TLS to an external
-	// server: the CA that signed its certificate, and an optional client
-	// certificate and key.
+	// TLSCAFile, TLSCertFile and TLSKeyFile are PEM files. Connecting to a
+	// server (external, or a worker to the bridge's listener): the CA that
+	// signed the server's certificate, and an optional client certificate
+	// and key. On the embedded server's listener: its certificate and key,
+	// and, with TLSCAFile, the CA client certificates must be signed by.
 	TLSCAFile   string
 	TLSCertFile string
 	TLSKeyFile  string
-	// Bind makes Open look up the stream, consumer and status bucket instead
-	// of creating or updating them, so a client with worker permissions can
-	// open the queue. Workers set it; the bridge creates the objects.
-	Bind bool
 
 	// DataDir is where the embedded server keeps its JetStream files.
 	// Required when URL is empty.
 	DataDir string
 	// Listen, when set (e.g. "127.0.0.1:4222"), opens the embedded server's
 	// TCP listener for remote `segbridge worker` processes. Empty: in-process
-	// connections only. A listener needs Token.
+	// connections only. A listener needs Token; on a non-loopback address it
+	// needs TLS (TLSCertFile, TLSKeyFile) unless AllowPlaintext is set.
 	Listen string
+	// AllowPlaintext allows a non-loopback listener without TLS (behind a
+	// VPN or TLS-terminating tunnel). Default false.
+	AllowPlaintext bool
 
 	// AckWait is how long a worker holds a job without a heartbeat before it
 	// is redelivered. Default 60 s.
@@ -73,9 +91,20 @@ type Config struct {
 	MaxDeliver int
 	// DuplicateWindow is how long JetStream remembers message ids. Default 10 min.
 	DuplicateWindow time.Duration
+	// StatusBytes caps the status bucket's size on disk. Default 1 GiB,
+	// about a million jobs; when full, new jobs are refused with an error.
+	StatusBytes int64
 	// Name names this client to NATS.
 	Name string
 }
+
+// Size limits of the buckets: a status is a few hundred bytes, a cursor a
+// number; anything far larger is a bug or an attack.
+const (
+	maxStatusValue   = 64 << 10
+	maxCursorValue   = 4 << 10
+	cursorBucketSize = 64 << 20
+)
 
 func (c Config) withDefaults() Config {
 	if c.AckWait == 0 {
@@ -87,32 +116,63 @@ func (c Config) withDefaults() Config {
 	if c.DuplicateWindow == 0 {
 		c.DuplicateWindow = 10 * time.Minute
 	}
+	if c.StatusBytes == 0 {
+		c.StatusBytes = 1 << 30
+	}
 	if c.Name == "" {
 		c.Name = "segbridge"
 	}
 	return c
 }
 
-func (c Config) validate() error {
-	if c.URL == "" && c.DataDir == "" {
-		return errors.New("queue: DataDir is required for the embedded NATS server")
+func (c Config) validate(worker bool) error {
+	var errs []error
+	if c.URL == "" && worker {
+		errs = append(errs, errors.New("queue: a worker needs SEGBRIDGE_NATS_URL"))
 	}
-	if c.Listen != "" && c.Token == "" {
-		return errors.New("queue: a NATS listener (SEGBRIDGE_NATS_LISTEN) needs SEGBRIDGE_NATS_TOKEN")
+	if c.URL == "" && !worker && c.DataDir == "" {
+		errs = append(errs, errors.New("queue: DataDir is required for the embedded NATS server"))
 	}
-	if c.URL == "" && c.Bind {
-		return errors.New("queue: a worker needs SEGBRIDGE_NATS_URL")
+	if c.Listen != "" && c.URL == "" {
+		if c.Token == "" {
+			errs = append(errs, errors.New("queue: a NATS listener (SEGBRIDGE_NATS_LISTEN) needs SEGBRIDGE_NATS_TOKEN"))
+		}
+		host, _, err := net.SplitHostPort(c.Listen)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("queue: SEGBRIDGE_NATS_LISTEN %q: %w", c.Listen, err))
+		} else if !isLoopbackHost(host) && c.TLSCertFile == "" && !c.AllowPlaintext {
+			errs = append(errs, fmt.Errorf("queue: SEGBRIDGE_NATS_LISTEN %q is not loopback: set SEGBRIDGE_NATS_TLS_CERT and SEGBRIDGE_NATS_TLS_KEY "+
+				"(or SEGBRIDGE_NATS_ALLOW_PLAINTEXT=true behind a tunnel you trust)", c.Listen))
+		}
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
-		return errors.New("queue: SEGBRIDGE_NATS_TLS_CERT and SEGBRIDGE_NATS_TLS_KEY go together")
+		errs = append(errs, errors.New("queue: SEGBRIDGE_NATS_TLS_CERT and SEGBRIDGE_NATS_TLS_KEY go together"))
 	}
-	return nil
+	if c.AckWait < 0 || c.MaxDeliver < 1 {
+		errs = append(errs, errors.New("queue: AckWait must be positive and MaxDeliver at least 1"))
+	}
+	return errors.Join(errs...)
 }
 
-// ErrNotFound is returned for a job id the queue does not know.
-var ErrNotFound = errors.New("job not found")
+func isLoopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
 
-// Queue is the job queue and status store.
+// Errors of the queue. Transition errors are in transitions.go.
+var (
+	// ErrNotFound is returned for a job id the queue does not know.
+	ErrNotFound = errors.New("job not found")
+	// ErrCorrupt is wrapped by the error of a status record that cannot be
+	// decoded; listing skips such records.
+	ErrCorrupt = errors.New("unreadable job status")
+)
+
+// Queue is the job queue and status store, as the bridge opens it: with the
+// rights to create the stream and buckets and to change every status.
 type Queue struct {
 	cfg    Config
 	logger zerolog.Logger
@@ -132,15 +192,15 @@ type Queue struct {
 }
 
 // Open starts the embedded server (when cfg.URL is empty), connects, and
-// makes sure the stream, consumer and status bucket exist.
+// creates or updates the stream, consumer and buckets.
 func Open(ctx context.Context, logger zerolog.Logger, cfg Config) (*Queue, error) {
 	cfg = cfg.withDefaults()
-	if err := cfg.validate(); err != nil {
+	if err := cfg.validate(false); err != nil {
 		return nil, err
 	}
 	q := &Queue{cfg: cfg, logger: logger.With().Str("component", "queue").Logger(), now: time.Now}
-	var opts []nats.Option
-	opts = append(opts, nats.Name(cfg.Name), nats.MaxReconnects(-1), nats.ReconnectWait(500*time.Millisecond))
+	opts := []nats.Option{nats.Name(cfg.Name), nats.MaxReconnects(-1), nats.ReconnectWait(500 * time.Millisecond),
+		nats.CustomInboxPrefix(BridgeInboxPrefix)}
 	url := cfg.URL
 	if url == "" {
 		ns, err := q.startEmbedded()
@@ -150,25 +210,18 @@ func Open(ctx context.Context, logger zerolog.Logger, cfg Config) (*Queue, error
 		q.ns = ns
 		url = ns.ClientURL()
 		opts = append(opts, nats.InProcessServer(ns), nats.Token(q.bridgeToken))
+		if cfg.Listen != "" && cfg.TLSCertFile != "" {
+			// The in-process connection is a pipe inside this process, never
+			// the network; the listener's TLS is for remote workers, and
+			// there is nothing here to verify the certificate against.
+			opts = append(opts, nats.Secure(&tls.Config{InsecureSkipVerify: true})) //nolint:gosec // in-process pipe
+		}
 	} else {
-		if cfg.TLSCAFile != "" {
-			opts = append(opts, nats.RootCAs(cfg.TLSCAFile))
+		o, err := clientAuthOptions(cfg)
+		if err != nil {
+			return nil, err
 		}
-		if cfg.TLSCertFile != "" {
-			opts = append(opts, nats.ClientCert(cfg.TLSCertFile, cfg.TLSKeyFile))
-		}
-		switch {
-		case cfg.CredsFile != "":
-			opts = append(opts, nats.UserCredentials(cfg.CredsFile))
-		case cfg.NKeySeedFile != "":
-			o, err := nats.NkeyOptionFromSeed(cfg.NKeySeedFile)
-			if err != nil {
-				return nil, fmt.Errorf("queue: nkey seed: %w", err)
-			}
-			opts = append(opts, o)
-		case cfg.Token != "":
-			opts = append(opts, nats.Token(cfg.Token))
-		}
+		opts = append(opts, o...)
 	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
@@ -183,6 +236,31 @@ func Open(ctx context.Context, logger zerolog.Logger, cfg Config) (*Queue, error
 	return q, nil
 }
 
+// clientAuthOptions are the TLS and credential options of a connection to an
+// external server (or of a worker to the bridge's listener).
+func clientAuthOptions(cfg Config) ([]nats.Option, error) {
+	var opts []nats.Option
+	if cfg.TLSCAFile != "" {
+		opts = append(opts, nats.RootCAs(cfg.TLSCAFile))
+	}
+	if cfg.TLSCertFile != "" {
+		opts = append(opts, nats.ClientCert(cfg.TLSCertFile, cfg.TLSKeyFile))
+	}
+	switch {
+	case cfg.CredsFile != "":
+		opts = append(opts, nats.UserCredentials(cfg.CredsFile))
+	case cfg.NKeySeedFile != "":
+		o, err := nats.NkeyOptionFromSeed(cfg.NKeySeedFile)
+		if err != nil {
+			return nil, fmt.Errorf("queue: nkey seed: %w", err)
+		}
+		opts = append(opts, o)
+	case cfg.Token != "":
+		opts = append(opts, nats.Token(cfg.Token))
+	}
+	return opts, nil
+}
+
 func (q *Queue) startEmbedded() (*server.Server, error) {
 	dir := filepath.Join(q.cfg.DataDir, "jetstream")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -195,15 +273,30 @@ func (q *Queue) startEmbedded() (*server.Server, error) {
 		NoSigs:     true,
 		NoLog:      true,
 		DontListen: q.cfg.Listen == "",
+		// Bounded message and pending sizes: a job message is a few hundred
+		// bytes, an RPC request a few KiB.
+		MaxPayload: 1 << 20,
 	}
 	q.bridgeToken = randomToken()
 	o.CustomClientAuthentication = &tokenAuth{bridge: q.bridgeToken, worker: q.cfg.Token}
 	if q.cfg.Listen != "" {
-		host, port, err := splitHostPort(q.cfg.Listen)
+		host, port, err := net.SplitHostPort(q.cfg.Listen)
 		if err != nil {
 			return nil, fmt.Errorf("queue: listen %q: %w", q.cfg.Listen, err)
 		}
-		o.Host, o.Port = host, port
+		p, err := strconv.Atoi(port)
+		if err != nil || p < 0 || p > 65535 {
+			return nil, fmt.Errorf("queue: listen %q: bad port", q.cfg.Listen)
+		}
+		o.Host, o.Port = host, p
+		if q.cfg.TLSCertFile != "" {
+			tc, err := serverTLS(q.cfg)
+			if err != nil {
+				return nil, err
+			}
+			o.TLSConfig, o.TLS, o.TLSTimeout = tc, true, 5
+			o.TLSVerify = q.cfg.TLSCAFile != ""
+		}
 	}
 	ns, err := server.NewServer(o)
 	if err != nil {
@@ -217,15 +310,34 @@ func (q *Queue) startEmbedded() (*server.Server, error) {
 	return ns, nil
 }
 
+// serverTLS is the embedded listener's TLS configuration: its certificate,
+// and when a CA is given, client certificates required and checked.
+func serverTLS(cfg Config) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("queue: SEGBRIDGE_NATS_TLS_CERT/KEY: %w", err)
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if cfg.TLSCAFile != "" {
+		pem, err := os.ReadFile(cfg.TLSCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("queue: SEGBRIDGE_NATS_TLS_CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("queue: SEGBRIDGE_NATS_TLS_CA %s holds no PEM certificate", cfg.TLSCAFile)
+		}
+		tc.ClientCAs, tc.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	}
+	return tc, nil
+}
+
 func (q *Queue) setup(ctx context.Context) error {
 	js, err := jetstream.New(q.nc)
 	if err != nil {
 		return fmt.Errorf("queue: jetstream: %w", err)
 	}
 	q.js = js
-	if q.cfg.Bind {
-		return q.bind(ctx)
-	}
 	storage := jetstream.FileStorage
 	q.stream, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        StreamName,
@@ -234,24 +346,29 @@ func (q *Queue) setup(ctx context.Context) error {
 		Retention:   jetstream.WorkQueuePolicy,
 		Storage:     storage,
 		Duplicates:  q.cfg.DuplicateWindow,
+		MaxMsgSize:  maxStatusValue,
 	})
 	if err != nil {
 		return fmt.Errorf("queue: stream %s: %w", StreamName, err)
 	}
 	q.kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      StatusBucket,
-		Description: "segbridge job status",
-		History:     1,
-		Storage:     storage,
+		Bucket:       StatusBucket,
+		Description:  "segbridge job status",
+		History:      1,
+		Storage:      storage,
+		MaxValueSize: maxStatusValue,
+		MaxBytes:     q.cfg.StatusBytes,
 	})
 	if err != nil {
 		return fmt.Errorf("queue: status bucket: %w", err)
 	}
 	q.cursor, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      CursorBucket,
-		Description: "segbridge cursors (reconciler position in Orthanc's changes)",
-		History:     1,
-		Storage:     storage,
+		Bucket:       CursorBucket,
+		Description:  "segbridge cursors (reconciler position in Orthanc's changes)",
+		History:      1,
+		Storage:      storage,
+		MaxValueSize: maxCursorValue,
+		MaxBytes:     cursorBucketSize,
 	})
 	if err != nil {
 		return fmt.Errorf("queue: cursor bucket: %w", err)
@@ -269,21 +386,6 @@ func (q *Queue) setup(ctx context.Context) error {
 	return nil
 }
 
-// bind looks up the objects the bridge created, with worker permissions.
-func (q *Queue) bind(ctx context.Context) error {
-	var err error
-	if q.stream, err = q.js.Stream(ctx, StreamName); err != nil {
-		return fmt.Errorf("queue: stream %s (is the bridge running?): %w", StreamName, err)
-	}
-	if q.kv, err = q.js.KeyValue(ctx, StatusBucket); err != nil {
-		return fmt.Errorf("queue: status bucket: %w", err)
-	}
-	if q.cons, err = q.stream.Consumer(ctx, ConsumerName); err != nil {
-		return fmt.Errorf("queue: consumer: %w", err)
-	}
-	return nil
-}
-
 // ClientURL is the embedded server's URL for remote workers ("" when it has
 // no listener or the queue is external).
 func (q *Queue) ClientURL() string {
@@ -293,20 +395,36 @@ func (q *Queue) ClientURL() string {
 	return q.ns.ClientURL()
 }
 
+// AckWait is a worker's lease on a job.
+func (q *Queue) AckWait() time.Duration { return q.cfg.AckWait }
+
+// MaxDeliver is how many deliveries a job gets.
+func (q *Queue) MaxDeliver() int { return q.cfg.MaxDeliver }
+
 // Close disconnects and stops the embedded server. Safe to call twice.
 func (q *Queue) Close() error {
 	q.closeOnce.Do(func() {
 		if q.nc != nil {
-			_ = q.nc.Drain()
-			deadline := time.Now().Add(5 * time.Second)
-			for !q.nc.IsClosed() && time.Now().Before(deadline) {
-				time.Sleep(10 * time.Millisecond)
-			}
-			q.nc.Close()
+			drainAndClose(q.nc)
 		}
 		q.shutdownServer()
 	})
 	return nil
+}
+
+// drainAndClose lets in-flight messages finish, for at most 5 s.
+func drainAndClose(nc *nats.Conn) {
+	closed := make(chan struct{})
+	nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+	if err := nc.Drain(); err != nil {
+		nc.Close()
+		return
+	}
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		nc.Close()
+	}
 }
 
 func (q *Queue) shutdownServer() {
@@ -327,92 +445,11 @@ func (q *Queue) Ready(ctx context.Context) error {
 	return nil
 }
 
-// Enqueue queues job unless the same job is already queued or running, or is
-// done (and force is false). It returns the job's status and whether a new
-// generation was queued. Concurrent calls for the same job id queue it once:
-// the publish is deduplicated by message id and the status by KV revision.
-func (q *Queue) Enqueue(ctx context.Context, job Job, force bool) (*Status, bool, error) {
-	if job.ID == "" {
-		job.ID = JobID(job.SeriesID, job.Model, job.ModelVersion)
-	}
-	for try := 0; try < 20; try++ {
-		// Most triggers are for series never seen: the first try assumes
-		// so and skips the read (publish + create: two round trips, not
-		// three). If the job exists the create fails and the loop reads it;
-		// the message just published is then a duplicate the JetStream
-		// window drops, or a stale generation the worker skips.
-		var cur *Status
-		var rev uint64
-		var err error
-		if try > 0 || force {
-			cur, rev, err = q.get(ctx, job.ID)
-		}
-		if err != nil && !errors.Is(err, ErrNotFound) {
-			return nil, false, err
-		}
-		if cur != nil {
-			switch {
-			case cur.State == StateQueued || cur.State == StateRunning:
-				return cur, false, nil
-			case cur.State == StateDone && !force:
-				return cur, false, nil
-			}
-		}
-		job.Force = force
-		job.Generation = 1
-		if cur != nil {
-			job.Generation = cur.Generation + 1
-		}
-		if job.RequestedAt.IsZero() {
-			job.RequestedAt = q.now().UTC()
-		}
-		st := &Status{Job: job, State: StateQueued, UpdatedAt: q.now().UTC()}
-		// Publish first: if this process dies before the status is written,
-		// the worker still gets the job and writes the status itself.
-		if err := q.publish(ctx, job); err != nil {
-			return nil, false, err
-		}
-		b, _ := json.Marshal(st)
-		if cur == nil {
-			_, err = q.kv.Create(ctx, job.ID, b)
-		} else {
-			_, err = q.kv.Update(ctx, job.ID, b, rev)
-		}
-		if err != nil {
-			if isConflict(err) {
-				continue // someone else moved it; look again
-			}
-			return nil, false, fmt.Errorf("queue: write status %s: %w", job.ID, err)
-		}
-		return st, true, nil
-	}
-	return nil, false, fmt.Errorf("queue: status of %s keeps changing under us", job.ID)
-}
-
-func (q *Queue) publish(ctx context.Context, job Job) error {
-	b, err := json.Marshal(job)
-	if err != nil {
-		return err
-	}
-	msgID := fmt.Sprintf("%s#%d", job.ID, job.Generation)
-	if _, err := q.js.Publish(ctx, Subject, b, jetstream.WithMsgID(msgID)); err != nil {
-		return fmt.Errorf("queue: publish %s: %w", msgID, err)
-	}
-	return nil
-}
-
-func isConflict(err error) bool {
-	if errors.Is(err, jetstream.ErrKeyExists) {
-		return true
-	}
-	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
-		return true
-	}
-	return strings.Contains(err.Error(), "wrong last sequence")
-}
-
+// get reads one status and its KV revision.
 func (q *Queue) get(ctx context.Context, id string) (*Status, uint64, error) {
+	if !validJobID(id) {
+		return nil, 0, fmt.Errorf("%q: %w", id, ErrNotFound)
+	}
 	e, err := q.kv.Get(ctx, id)
 	if err != nil {
 		if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrInvalidKey) {
@@ -420,11 +457,24 @@ func (q *Queue) get(ctx context.Context, id string) (*Status, uint64, error) {
 		}
 		return nil, 0, fmt.Errorf("queue: read status %s: %w", id, err)
 	}
-	var st Status
-	if err := json.Unmarshal(e.Value(), &st); err != nil {
-		return nil, 0, fmt.Errorf("queue: decode status %s: %w", id, err)
+	st, err := decodeStatus(id, e.Value())
+	if err != nil {
+		return nil, e.Revision(), err
 	}
-	return &st, e.Revision(), nil
+	return st, e.Revision(), nil
+}
+
+// decodeStatus reads a status record, refusing one that does not describe
+// the job under its key.
+func decodeStatus(id string, b []byte) (*Status, error) {
+	var st Status
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("%s: %w: %v", id, ErrCorrupt, err)
+	}
+	if st.ID != id || !st.State.Valid() {
+		return nil, fmt.Errorf("%s: %w: record names job %q in state %q", id, ErrCorrupt, st.ID, st.State)
+	}
+	return &st, nil
 }
 
 // Status returns one job's status.
@@ -433,60 +483,11 @@ func (q *Queue) Status(ctx context.Context, id string) (*Status, error) {
 	return st, err
 }
 
-// Update changes a job's status with fn under optimistic concurrency: fn may
-// run more than once and must only change st. A job without a status (its
-// bridge died between publish and write) starts from the zero status.
-func (q *Queue) Update(ctx context.Context, id string, fn func(st *Status) error) (*Status, error) {
-	for try := 0; try < 50; try++ {
-		cur, rev, err := q.get(ctx, id)
-		if err != nil && !errors.Is(err, ErrNotFound) {
-			return nil, err
-		}
-		if cur == nil {
-			cur = &Status{}
-			cur.ID = id
-		}
-		if err := fn(cur); err != nil {
-			return cur, err
-		}
-		cur.UpdatedAt = q.now().UTC()
-		b, _ := json.Marshal(cur)
-		if rev == 0 {
-			_, err = q.kv.Create(ctx, id, b)
-		} else {
-			_, err = q.kv.Update(ctx, id, b, rev)
-		}
-		if err == nil {
-			return cur, nil
-		}
-		if !isConflict(err) {
-			return nil, fmt.Errorf("queue: write status %s: %w", id, err)
-		}
-	}
-	return nil, fmt.Errorf("queue: status of %s keeps changing under us", id)
-}
-
-// ErrNotCancellable is returned when cancelling a job that is not queued.
-var ErrNotCancellable = errors.New("only a queued job can be cancelled")
-
-// Cancel marks a queued job cancelled; its message is skipped when delivered.
-func (q *Queue) Cancel(ctx context.Context, id string) (*Status, error) {
-	return q.Update(ctx, id, func(st *Status) error {
-		if st.State == "" {
-			return fmt.Errorf("%s: %w", id, ErrNotFound)
-		}
-		if st.State != StateQueued {
-			return fmt.Errorf("job %s is %s: %w", id, st.State, ErrNotCancellable)
-		}
-		st.State = StateCancelled
-		now := q.now().UTC()
-		st.FinishedAt = &now
-		return nil
-	})
-}
-
 // SeriesStatus returns the status of every job for one Orthanc series.
 func (q *Queue) SeriesStatus(ctx context.Context, seriesID string) ([]*Status, error) {
+	if !validSeriesID(seriesID) {
+		return nil, nil
+	}
 	return q.list(ctx, seriesID+".>", "", 0)
 }
 
@@ -506,6 +507,11 @@ func (q *Queue) list(ctx context.Context, filter string, state State, limit int)
 		st, _, err := q.get(ctx, key)
 		if err != nil {
 			if errors.Is(err, ErrNotFound) {
+				continue
+			}
+			if errors.Is(err, ErrCorrupt) {
+				// One bad record must not hide all the others.
+				q.logger.Warn().Err(err).Msg("skipping an unreadable job status")
 				continue
 			}
 			return nil, err
@@ -529,16 +535,4 @@ func (q *Queue) Depth(ctx context.Context) (uint64, error) {
 		return 0, err
 	}
 	return info.State.Msgs, nil
-}
-
-func splitHostPort(s string) (string, int, error) {
-	i := strings.LastIndex(s, ":")
-	if i < 0 {
-		return "", 0, errors.New("want host:port")
-	}
-	var port int
-	if _, err := fmt.Sscanf(s[i+1:], "%d", &port); err != nil {
-		return "", 0, fmt.Errorf("port: %w", err)
-	}
-	return s[:i], port, nil
 }

@@ -2,7 +2,6 @@ package queue
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -10,7 +9,8 @@ import (
 
 // Watch calls fn with every job status: first each existing one (initial
 // true), then every change as it is written (initial false), until ctx ends.
-// fn runs on one goroutine, in order. Watch returns once the watch is set up.
+// fn runs on one goroutine, in order; unreadable records are skipped. Watch
+// returns once the watch is set up.
 func (q *Queue) Watch(ctx context.Context, fn func(st *Status, initial bool)) error {
 	w, err := q.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
 	if err != nil {
@@ -31,9 +31,8 @@ func (q *Queue) Watch(ctx context.Context, fn func(st *Status, initial bool)) er
 					initial = false
 					continue
 				}
-				var st Status
-				if json.Unmarshal(e.Value(), &st) == nil {
-					fn(&st, initial)
+				if st, err := decodeStatus(e.Key(), e.Value()); err == nil {
+					fn(st, initial)
 				}
 			}
 		}

@@ -4,9 +4,9 @@
 package volume
 
 import (
-	"errors"
-
 	"github.com/suyashkumar/dicom"
+
+	"github.com/segbridge/segbridge/internal/fault"
 )
 
 // Slice is one source image plane of a volume: the instance that voxel plane k came from.
@@ -61,4 +61,4 @@ type Volume struct {
 // volume over Limits. Such errors are permanent (fetching the series again
 // gives the same bytes), and their messages are written to be shown to a
 // person as the reason a job failed.
-var ErrInvalidSeries = errors.New("invalid series")
+var ErrInvalidSeries = fault.New(fault.KindPermanent, "invalid series")

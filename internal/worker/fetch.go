@@ -1,4 +1,4 @@
-package inference
+package worker
 
 import (
 	"context"
@@ -6,19 +6,22 @@ import (
 	"sync"
 	"time"
 
+	"github.com/segbridge/segbridge/internal/fault"
 	"github.com/segbridge/segbridge/internal/volume"
 )
 
-// instanceFetcher is what fetching a series needs of Orthanc.
-type instanceFetcher interface {
+// InstanceFetcher is what fetching a series needs of Orthanc.
+type InstanceFetcher interface {
 	InstanceFile(ctx context.Context, id string) ([]byte, error)
 }
 
 // FetchFiles downloads the instances ids, concurrency at a time over
 // keep-alive connections, and hands each file to fn (index, bytes) in the
 // goroutine that downloaded it, so work on one file overlaps the download of
-// the next. The first error, from a download or from fn, cancels the rest.
-func FetchFiles(ctx context.Context, f instanceFetcher, ids []string, concurrency int, fn func(i int, data []byte) error) error {
+// the next. The first error, from a download or from fn, cancels the rest. A
+// panic in fn or a download becomes that error (a *fault.PanicError), so it
+// cannot end the process.
+func FetchFiles(ctx context.Context, f InstanceFetcher, ids []string, concurrency int, fn func(i int, data []byte) error) error {
 	n := len(ids)
 	if n == 0 {
 		return nil
@@ -34,19 +37,27 @@ func FetchFiles(ctx context.Context, f instanceFetcher, ids []string, concurrenc
 	fail := func(err error) {
 		once.Do(func() { firstErr = err; cancel() })
 	}
+	one := func(i int) {
+		defer func() {
+			if r := recover(); r != nil {
+				fail(fmt.Errorf("instance %s: %w", ids[i], fault.Recovered(r)))
+			}
+		}()
+		data, err := f.InstanceFile(ctx, ids[i])
+		if err != nil {
+			fail(fmt.Errorf("download instance %s: %w", ids[i], err))
+			return
+		}
+		if err := fn(i, data); err != nil {
+			fail(err)
+		}
+	}
 	for g := 0; g < max(1, min(concurrency, n)); g++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := range idx {
-				data, err := f.InstanceFile(ctx, ids[i])
-				if err != nil {
-					fail(fmt.Errorf("download instance %s: %w", ids[i], err))
-					continue
-				}
-				if err := fn(i, data); err != nil {
-					fail(err)
-				}
+				one(i)
 			}
 		}()
 	}
@@ -68,9 +79,11 @@ feed:
 
 // FetchInstances downloads and parses a series' instances with FetchFiles,
 // parsing each file as it arrives. It returns the instances in ids' order and
-// the time spent parsing, summed over the goroutines. progress, when set, is
-// called after each instance.
-func FetchInstances(ctx context.Context, f instanceFetcher, ids []string, concurrency int, progress func(done, total int)) ([]*volume.Instance, time.Duration, error) {
+// the time spent parsing, summed over the goroutines. accept, when set, sees
+// each file's size first and may refuse it (a byte budget); progress, when
+// set, is called after each instance.
+func FetchInstances(ctx context.Context, f InstanceFetcher, ids []string, concurrency int,
+	accept func(size int) error, progress func(done, total int)) ([]*volume.Instance, time.Duration, error) {
 	out := make([]*volume.Instance, len(ids))
 	var (
 		mu    sync.Mutex
@@ -78,6 +91,11 @@ func FetchInstances(ctx context.Context, f instanceFetcher, ids []string, concur
 		parse time.Duration
 	)
 	err := FetchFiles(ctx, f, ids, concurrency, func(i int, data []byte) error {
+		if accept != nil {
+			if err := accept(len(data)); err != nil {
+				return err
+			}
+		}
 		start := time.Now()
 		inst, err := volume.ParseInstance(data)
 		took := time.Since(start)

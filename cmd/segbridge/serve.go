@@ -59,7 +59,7 @@ func serve(ctx context.Context, logger zerolog.Logger, cfg *config.Config) error
 	}
 	var rec *reconcile.Reconciler
 	if cfg.ReconcileInterval > 0 {
-		rec, err = reconcile.New(logger, oc, q, srv.QueueStable, reconcile.Config{
+		rec, err = reconcile.New(logger, oc, q, admitStable(q, srv.QueueStable), reconcile.Config{
 			Interval:  cfg.ReconcileInterval,
 			StartFrom: cfg.ReconcileFrom,
 		})
@@ -122,6 +122,37 @@ func serve(ctx context.Context, logger zerolog.Logger, cfg *config.Config) error
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// admitStable adapts the bridge's QueueStable, which says only whether it
+// failed, to the reconciler's Admit, which also says whether it queued a
+// job: one of the series' jobs is new, or a new generation, and was queued
+// by the reconciler. (Admission that answers this itself replaces it.)
+func admitStable(q *queue.Queue, queueStable func(context.Context, string, map[string]string) error) reconcile.Admit {
+	return func(ctx context.Context, seriesID string, tags map[string]string) (reconcile.Outcome, error) {
+		before, err := q.SeriesStatus(ctx, seriesID)
+		if err != nil {
+			return reconcile.Outcome{}, err
+		}
+		if err := queueStable(ctx, seriesID, tags); err != nil {
+			return reconcile.Outcome{}, err
+		}
+		after, err := q.SeriesStatus(ctx, seriesID)
+		if err != nil {
+			return reconcile.Outcome{}, err
+		}
+		gen := make(map[string]uint64, len(before))
+		for _, st := range before {
+			gen[st.ID] = st.Generation
+		}
+		for _, st := range after {
+			if g, ok := gen[st.ID]; (!ok || st.Generation > g) && st.Trigger == "reconciler" {
+				return reconcile.Outcome{Queued: true}, nil
+			}
+		}
+		// QueueStable does not say why; this names what it decides on.
+		return reconcile.Outcome{Reason: fmt.Sprintf("not queued by the bridge (modality %q, %d job(s) of the series already known)", tags["Modality"], len(before))}, nil
+	}
 }
 
 func newOrthanc(logger zerolog.Logger, cfg *config.Config) (*orthanc.Client, error) {

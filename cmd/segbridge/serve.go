@@ -65,9 +65,9 @@ func serve(ctx context.Context, logger zerolog.Logger, cfg *config.Config) error
 	}
 	var rec *reconcile.Reconciler
 	if cfg.ReconcileInterval > 0 {
-		admit := func(ctx context.Context, seriesID string, tags map[string]string) error {
-			_, _, err := srv.QueueStable(ctx, seriesID, tags)
-			return err
+		admit := func(ctx context.Context, seriesID string, tags map[string]string) (reconcile.Outcome, error) {
+			queued, skipped, err := srv.QueueStable(ctx, seriesID, tags)
+			return reconcile.Outcome{Queued: queued, Reason: skipped}, err
 		}
 		rec, err = reconcile.New(logger, oc, q, admit, reconcile.Config{
 			Interval:  cfg.ReconcileInterval,

@@ -167,6 +167,22 @@ func (s *Server) Stop() {
 	}
 }
 
+// Kill ends Orthanc with SIGKILL, as a crash or the OOM killer would: it gets
+// no chance to finish anything it holds in memory (such as the series it has
+// not yet declared stable). It waits until the process is gone; Restart
+// starts it again on the same storage. Safe to call when it is not running.
+func (s *Server) Kill() {
+	s.mu.Lock()
+	cmd, exited := s.cmd, s.exited
+	s.cmd = nil
+	s.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Kill()
+	<-exited
+}
+
 // Restart starts a stopped Orthanc again on the same port and storage.
 func (s *Server) Restart() {
 	s.t.Helper()
@@ -190,13 +206,23 @@ func (s *Server) Upload(ctx context.Context, dir string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	seen := map[string]bool{}
-	var series []string
+	var files []string
 	for _, e := range entries {
 		if e.IsDir() || !strings.HasSuffix(e.Name(), ".dcm") {
 			continue
 		}
-		data, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		files = append(files, filepath.Join(dir, e.Name()))
+	}
+	return s.UploadFiles(ctx, files)
+}
+
+// UploadFiles stores the given DICOM files in this order and returns the
+// Orthanc series ids seen.
+func (s *Server) UploadFiles(ctx context.Context, files []string) ([]string, error) {
+	seen := map[string]bool{}
+	var series []string
+	for _, path := range files {
+		data, err := os.ReadFile(path)
 		if err != nil {
 			return nil, err
 		}
@@ -204,13 +230,13 @@ func (s *Server) Upload(ctx context.Context, dir string) ([]string, error) {
 		req.SetBasicAuth(s.User, s.Password)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
-			return nil, fmt.Errorf("upload %s: %w", e.Name(), err)
+			return nil, fmt.Errorf("upload %s: %w", filepath.Base(path), err)
 		}
 		var out struct{ ParentSeries string }
 		err = json.NewDecoder(resp.Body).Decode(&out)
 		resp.Body.Close()
 		if err != nil || resp.StatusCode != http.StatusOK {
-			return nil, fmt.Errorf("upload %s: status %d: %v", e.Name(), resp.StatusCode, err)
+			return nil, fmt.Errorf("upload %s: status %d: %v", filepath.Base(path), resp.StatusCode, err)
 		}
 		if !seen[out.ParentSeries] {
 			seen[out.ParentSeries] = true

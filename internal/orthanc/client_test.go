@@ -68,6 +68,15 @@ func TestClient_AgainstOrthanc(t *testing.T) {
 		t.Fatalf("instance file: %v", err)
 	}
 
+	t.Run("image header without the pixels", func(t *testing.T) {
+		h, err := c.ImageHeader(ctx, ser.Instances[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Rows <= 0 || h.Columns <= 0 || h.BitsAllocated != 16 || h.NumberOfFrames != 1 || h.SamplesPerPixel != 1 {
+			t.Fatalf("header %+v", h)
+		}
+	})
 	t.Run("unknown series is ErrNotFound", func(t *testing.T) {
 		_, err := c.Series(ctx, "00000000-00000000-00000000-00000000-00000000")
 		if !errors.Is(err, orthanc.ErrNotFound) {

@@ -241,32 +241,41 @@ type ImageHeader struct {
 }
 
 // ImageHeader reads the attributes that size an instance's pixel data from
-// Orthanc, without downloading the instance. NumberOfFrames and
+// Orthanc, without downloading the instance: its tags as Orthanc decoded them
+// (so the byte order and VR the file used do not matter). NumberOfFrames and
 // SamplesPerPixel read as 1 when absent, the others as 0.
 func (c *Client) ImageHeader(ctx context.Context, inst string) (*ImageHeader, error) {
 	if !ValidID(inst) {
 		return nil, fmt.Errorf("instance id %q: %w", inst, ErrNotFound)
 	}
+	var tags map[string]any
+	if err := c.getJSON(ctx, "/instances/"+inst+"/tags?short", &tags); err != nil {
+		return nil, err
+	}
 	h := &ImageHeader{NumberOfFrames: 1, SamplesPerPixel: 1}
 	for _, f := range []struct {
-		path string
-		dst  *int64
+		tag string
+		dst *int64
 	}{
-		{"0028-0010", &h.Rows}, {"0028-0011", &h.Columns}, {"0028-0008", &h.NumberOfFrames},
-		{"0028-0100", &h.BitsAllocated}, {"0028-0002", &h.SamplesPerPixel},
+		{"0028,0010", &h.Rows}, {"0028,0011", &h.Columns}, {"0028,0008", &h.NumberOfFrames},
+		{"0028,0100", &h.BitsAllocated}, {"0028,0002", &h.SamplesPerPixel},
 	} {
-		v, err := c.content(ctx, inst, f.path)
-		if err != nil {
-			return nil, err
-		}
-		if v = strings.TrimSpace(v); v == "" {
+		raw, ok := tags[f.tag]
+		if !ok || raw == nil {
 			continue
+		}
+		v, isText := raw.(string)
+		if !isText {
+			return nil, fmt.Errorf("instance %s: %s is not a single value: %w", inst, f.tag, ErrBadHeader)
 		}
 		// A value with several parts (VM > 1 written where 1 belongs) counts by its first.
 		v, _, _ = strings.Cut(v, "\\")
-		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		if v = strings.TrimSpace(v); v == "" {
+			continue
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
-			return nil, fmt.Errorf("instance %s: %s is %q, not a number: %w", inst, f.path, v, ErrBadHeader)
+			return nil, fmt.Errorf("instance %s: %s is %q, not a number: %w", inst, f.tag, v, ErrBadHeader)
 		}
 		*f.dst = n
 	}

@@ -251,10 +251,13 @@ const (
 	ackInProgress = "+WPI"
 )
 
+// nakBody hands a message back for redelivery after delay. Why never a
+// plain NAK: the server keeps an undelayed redelivery only in memory, so a
+// message handed back by a stopping worker of a stopping server would wait
+// out its whole lease after the restart; a delayed one is saved with the
+// consumer's state.
 func nakBody(delay time.Duration) string {
-	if delay <= 0 {
-		return "-NAK"
-	}
+	delay = max(delay, time.Millisecond)
 	return fmt.Sprintf(`-NAK {"delay": %d}`, delay.Nanoseconds())
 }
 

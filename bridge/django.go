@@ -149,6 +149,7 @@ func (s *Server) longPoll(c echo.Context, v JobView) JobView {
 	// context, ending the wait) only once the body has been read to its
 	// end; the body means nothing here and is at most BodyLimit.
 	_, _ = io.Copy(io.Discard, c.Request().Body)
+	s.logger.Debug().Str("job", v.ID).Dur("wait", s.cfg.DjangoWait).Msg("long-poll waiting")
 	return s.waitFinal(c.Request().Context(), v, s.cfg.DjangoWait)
 }
 

@@ -31,11 +31,12 @@ type Config struct {
 	// Listen (SEGBRIDGE_LISTEN, default 127.0.0.1:8080) is the HTTP address.
 	Listen string
 	// WebhookToken (SEGBRIDGE_WEBHOOK_TOKEN or SEGBRIDGE_WEBHOOK_TOKEN_FILE)
-	// is the bearer token Orthanc's Lua script sends. Required by serve.
+	// is the bearer token Orthanc's Lua script sends. Required by serve: at
+	// least 16 characters, MinNetworkTokenLen when Listen is not loopback.
 	WebhookToken string
 	// APIToken (SEGBRIDGE_API_TOKEN or SEGBRIDGE_API_TOKEN_FILE) protects the
-	// manual trigger and status API. Optional on a loopback listener, required
-	// on any other.
+	// manual trigger and status API. Optional on a loopback listener,
+	// required on any other, with at least MinNetworkTokenLen characters.
 	APIToken string
 	// DataDir (SEGBRIDGE_DATA_DIR, default ./segbridge-data) holds the
 	// embedded queue's files.
@@ -45,7 +46,8 @@ type Config struct {
 	// the embedded one. NATSToken (SEGBRIDGE_NATS_TOKEN[_FILE]), NATSCreds
 	// (SEGBRIDGE_NATS_CREDS) and NATSNKeySeed (SEGBRIDGE_NATS_NKEY_SEED) are
 	// its credentials. NATSListen (SEGBRIDGE_NATS_LISTEN) opens the embedded
-	// server to remote workers; it needs NATSToken.
+	// server to remote workers; it needs NATSToken, of at least
+	// MinNetworkTokenLen characters when NATSListen is not loopback.
 	NATSURL      string
 	NATSToken    string
 	NATSCreds    string
@@ -72,6 +74,11 @@ type Config struct {
 	ReconcileFrom int64
 	// DjangoWait (SEGBRIDGE_DJANGO_WAIT, default 300s) is how long the seed's
 	// POST /api/mri/segmentation/series/{id}/segment/ waits for the result.
+	// The bridge lets at most 256 such requests wait at once (the next get
+	// 202 at once) and answers them all 202 when it stops; its HTTP server's
+	// other limits (10 s for headers, 30 s per request, 60 s per answer,
+	// 120 s idle, 64 KiB of headers) are bridge.Config's defaults and have
+	// no variables.
 	DjangoWait time.Duration
 
 	// ModelsDir (SEGBRIDGE_MODELS_DIR) is a folder of model manifests.

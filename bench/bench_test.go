@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -170,6 +171,9 @@ func TestBench(t *testing.T) {
 	}
 	if want("intake") {
 		e.benchIntake()
+	}
+	if want("halfopen") {
+		e.benchHalfOpen()
 	}
 	if want("scale") {
 		e.benchScale()
@@ -786,6 +790,149 @@ func percentile(xs []float64, p float64) float64 {
 	sort.Float64s(s)
 	i := int(math.Ceil(p/100*float64(len(s)))) - 1
 	return s[max(0, min(i, len(s)-1))]
+}
+
+// ---- half-open connections ----
+
+// benchHalfOpen measures the webhook as the intake row does, alone and then
+// beside 200 connections that open and send nothing or half a request line
+// (a broken client, or a slowloris). The bridge closes each after its header
+// timeout (10 s); they are opened again at once, so 200 are held throughout.
+func (e *env) benchHalfOpen() {
+	base, _, _, _, p := e.queueBridge()
+	defer p.stop()
+	addr := strings.TrimPrefix(base, "http://")
+	const duration = 15 * time.Second
+	const conc = 32
+	const halfOpen = 200
+	var n int64
+	webhook := func(c *http.Client) (bool, error) {
+		id := fmt.Sprintf("%040x", atomic.AddInt64(&n, 1)|1<<60)
+		oid := id[0:8] + "-" + id[8:16] + "-" + id[16:24] + "-" + id[24:32] + "-" + id[32:40]
+		req, _ := http.NewRequest(http.MethodPost, base+"/v1/events/orthanc",
+			strings.NewReader(`{"event":"StableSeries","series_id":"`+oid+`","tags":{"Modality":"MR"}}`))
+		req.Header.Set("Authorization", "Bearer "+e.token)
+		resp, err := c.Do(req)
+		if err != nil {
+			return false, err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusAccepted, nil
+	}
+
+	// Two rounds each, alternating, so that a burst of load from elsewhere
+	// on the machine does not fall on one side only.
+	const rounds = 2
+	var p50a, p99a, rpsa, p50b, p99b, rpsb []float64
+	var errsA, errsB, opens int64
+	minHeld := int64(halfOpen)
+	for range rounds {
+		lat, ok, bad := load(conc, duration, webhook)
+		p50a, p99a, rpsa = append(p50a, percentile(lat, 50)), append(p99a, percentile(lat, 99)), append(rpsa, float64(ok)/duration.Seconds())
+		errsA += bad
+		release, opened, held := holdHalfOpen(e.t, addr, halfOpen)
+		lat, ok, bad = load(conc, duration, webhook)
+		p50b, p99b, rpsb = append(p50b, percentile(lat, 50)), append(p99b, percentile(lat, 99)), append(rpsb, float64(ok)/duration.Seconds())
+		errsB += bad
+		minHeld = min(minHeld, held())
+		opens += opened()
+		release()
+	}
+
+	sec := Section{Title: fmt.Sprintf("Webhook beside %d half-open connections, %d connections, %d rounds of %s each", halfOpen, conc, rounds, duration)}
+	beside := fmt.Sprintf(", beside %d half-open", halfOpen)
+	sec.Figures = []Figure{
+		fig("latency p50, alone", "ms", p50a, ""),
+		fig("latency p99, alone", "ms", p99a, ""),
+		fig("latency p50"+beside, "ms", p50b, ""),
+		fig("latency p99"+beside, "ms", p99b, ""),
+		fig("accepted requests per second, alone", "req/s", rpsa, ""),
+		fig("accepted requests per second"+beside, "req/s", rpsb, "the bench's own 200 connection holders share the 2 cores"),
+	}
+	sec.Notes = append(sec.Notes, fmt.Sprintf("errors: %d alone, %d beside. The half-open connections were opened %d times in all: "+
+		"the bridge closed each after its header timeout and it was opened again; at least %d were held at every moment",
+		errsA, errsB, opens, minHeld))
+	e.add(sec)
+}
+
+// holdHalfOpen keeps n connections to addr open that send nothing (even
+// ones) or half a request line (odd ones), opening each again when the
+// server closes it. release closes them; opened counts the connections
+// made; held is the fewest open at once since they were all first open.
+func holdHalfOpen(t *testing.T, addr string, n int) (release func(), opened func() int64, held func() int64) {
+	var open, made, fewest atomic.Int64
+	fewest.Store(int64(n))
+	stop := make(chan struct{})
+	var mu sync.Mutex
+	conns := map[net.Conn]bool{}
+	var wg sync.WaitGroup
+	var ready sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		ready.Add(1)
+		go func() {
+			defer wg.Done()
+			first := true
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					t.Errorf("half-open connection: %v", err)
+					if first {
+						ready.Done()
+					}
+					return
+				}
+				made.Add(1)
+				if i%2 == 1 {
+					_, _ = io.WriteString(c, "POST /v1/events/orth")
+				}
+				mu.Lock()
+				select {
+				case <-stop: // release has already closed the others
+					mu.Unlock()
+					c.Close()
+					return
+				default:
+				}
+				conns[c] = true
+				mu.Unlock()
+				open.Add(1)
+				if first {
+					ready.Done()
+					first = false
+				}
+				_, _ = io.Copy(io.Discard, c) // until the server closes it
+				v := open.Add(-1)
+				select {
+				case <-stop:
+				default:
+					for f := fewest.Load(); v < f && !fewest.CompareAndSwap(f, v); f = fewest.Load() {
+					}
+				}
+				mu.Lock()
+				delete(conns, c)
+				mu.Unlock()
+				c.Close()
+			}
+		}()
+	}
+	ready.Wait()
+	release = func() {
+		close(stop)
+		mu.Lock()
+		for c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	}
+	return release, made.Load, fewest.Load
 }
 
 // ---- scale ----

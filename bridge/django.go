@@ -3,6 +3,7 @@ package bridge
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -110,7 +111,7 @@ func (s *Server) djangoSegment(c echo.Context) error {
 	}
 	v := admitted.JobView
 	if !v.State.Final() && s.cfg.DjangoWait > 0 {
-		v = s.waitFinal(c.Request().Context(), v, s.cfg.DjangoWait)
+		v = s.longPoll(c, v)
 	}
 	code := http.StatusOK
 	switch v.State {
@@ -124,8 +125,37 @@ func (s *Server) djangoSegment(c echo.Context) error {
 	return c.JSON(code, s.django(v))
 }
 
-// waitFinal polls the job's status until it ends, wait passes, or the client
-// goes away; it returns the last status seen.
+// longPollMargin is added to DjangoWait for the connection's deadlines: time
+// for the last status read and for writing the answer.
+const longPollMargin = 30 * time.Second
+
+// longPoll waits up to DjangoWait for the job to end, as the seed's Django
+// view did, and returns the last status seen. It does not wait when
+// MaxLongPolls requests already wait, so a crowd of browsers cannot hold an
+// unbounded number of connections and status readers.
+func (s *Server) longPoll(c echo.Context, v JobView) JobView {
+	select {
+	case s.longPolls <- struct{}{}:
+		defer func() { <-s.longPolls }()
+	default:
+		s.logger.Debug().Str("job", v.ID).Int("max", s.cfg.MaxLongPolls).Msg("long-poll limit reached: answering at once")
+		return v
+	}
+	// The server's WriteTimeout is shorter than the wait: the deadline is
+	// moved for this request alone.
+	if err := http.NewResponseController(c.Response()).SetWriteDeadline(time.Now().Add(s.cfg.DjangoWait + longPollMargin)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		s.logger.Warn().Err(err).Msg("long-poll: cannot extend the write deadline")
+	}
+	// net/http notices a client that goes away (and cancels the request's
+	// context, ending the wait) only once the body has been read to its
+	// end; the body means nothing here and is at most BodyLimit.
+	_, _ = io.Copy(io.Discard, c.Request().Body)
+	s.logger.Debug().Str("job", v.ID).Dur("wait", s.cfg.DjangoWait).Msg("long-poll waiting")
+	return s.waitFinal(c.Request().Context(), v, s.cfg.DjangoWait)
+}
+
+// waitFinal polls the job's status until it ends, wait passes, the client
+// goes away or the server stops; it returns the last status seen.
 func (s *Server) waitFinal(ctx context.Context, v JobView, wait time.Duration) JobView {
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
@@ -134,6 +164,8 @@ func (s *Server) waitFinal(ctx context.Context, v JobView, wait time.Duration) J
 	for {
 		select {
 		case <-ctx.Done():
+			return v
+		case <-s.stopping:
 			return v
 		case <-t.C:
 		}

@@ -108,6 +108,12 @@ const testToken = "0123456789abcdef0123"
 // testModel parses a manifest named m for MR T1 series.
 func testModel(t *testing.T) *model.Model {
 	t.Helper()
+	return testModelWith(t, `{ modalities: [MR], series_description: "(?i)t1" }`)
+}
+
+// testModelWith parses a manifest named m with the given applies_to.
+func testModelWith(t *testing.T, appliesTo string) *model.Model {
+	t.Helper()
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "m.onnx"), nil, 0o644); err != nil {
 		t.Fatal(err)
@@ -117,7 +123,7 @@ name: m
 version: "1"
 file: m.onnx
 learned: false
-applies_to: { modalities: [MR], series_description: "(?i)t1" }
+applies_to: `+appliesTo+`
 output: { activation: sigmoid }
 segments:
   - { label: 1, name: Head, category: {value: "123037004", scheme: SCT, meaning: "Anatomical Structure"}, type: {value: "69536005", scheme: SCT, meaning: "Head"}, rgb: [255, 200, 0] }

@@ -143,12 +143,18 @@ func (m *metrics) write(w io.Writer, depth uint64, depthErr error) {
 	for _, k := range sortedKeys(m.stages) {
 		writeHistogram(w, "segbridge_stage_duration_seconds", fmt.Sprintf("stage=%q", k), m.stages[k])
 	}
-	fmt.Fprintf(w, "# HELP segbridge_webhook_duration_seconds Time to answer Orthanc's webhook, by HTTP status.\n# TYPE segbridge_webhook_duration_seconds histogram\n")
 	codes := make([]int, 0, len(m.webhook))
 	for c := range m.webhook {
 		codes = append(codes, c)
 	}
 	sort.Ints(codes)
+	// A counter beside the histogram: Orthanc's Lua HttpPost cannot say why
+	// a post failed, so a wrong token shows here as a climbing code="401".
+	fmt.Fprintf(w, "# HELP segbridge_webhook_requests_total Webhook requests answered, by HTTP status.\n# TYPE segbridge_webhook_requests_total counter\n")
+	for _, c := range codes {
+		fmt.Fprintf(w, "segbridge_webhook_requests_total{code=\"%d\"} %d\n", c, m.webhook[c].n)
+	}
+	fmt.Fprintf(w, "# HELP segbridge_webhook_duration_seconds Time to answer Orthanc's webhook, by HTTP status.\n# TYPE segbridge_webhook_duration_seconds histogram\n")
 	for _, c := range codes {
 		writeHistogram(w, "segbridge_webhook_duration_seconds", fmt.Sprintf("code=\"%d\"", c), m.webhook[c])
 	}

@@ -78,6 +78,62 @@ type Config struct {
 	// before answering 202 with its request_id. Default 300 s; negative: do
 	// not wait.
 	DjangoWait time.Duration
+	// MaxLongPolls is how many of those requests may wait at once; the
+	// next ones are answered 202 with their request_id at once (the job
+	// goes on). Each waiting request holds a connection and reads the job's
+	// status four times a second. Default 256.
+	MaxLongPolls int
+
+	// HeaderTimeout bounds reading a request's headers, so connections that
+	// open and send nothing (or half a request line) are closed and cannot
+	// pile up. Default 10 s.
+	HeaderTimeout time.Duration
+	// ReadTimeout bounds reading a whole request, body included (bodies are
+	// at most BodyLimit). Default 30 s.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds a request from the end of its headers to the end
+	// of its answer, so a client that stops reading cannot hold a goroutine
+	// and its buffers. The long-poll above extends it for itself to
+	// DjangoWait plus a margin. Default 60 s.
+	WriteTimeout time.Duration
+	// IdleTimeout is how long a keep-alive connection may wait for its next
+	// request. Default 120 s.
+	IdleTimeout time.Duration
+	// MaxHeaderBytes caps the request line and headers. Default 64 KiB (a
+	// bearer token and a browser's headers fit many times over).
+	MaxHeaderBytes int
+}
+
+// withDefaults fills the fields left zero.
+func (c Config) withDefaults() Config {
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:8080"
+	}
+	if c.BodyLimit == "" {
+		c.BodyLimit = "1M"
+	}
+	if c.DjangoWait == 0 {
+		c.DjangoWait = 300 * time.Second
+	}
+	if c.MaxLongPolls <= 0 {
+		c.MaxLongPolls = 256
+	}
+	if c.HeaderTimeout <= 0 {
+		c.HeaderTimeout = 10 * time.Second
+	}
+	if c.ReadTimeout <= 0 {
+		c.ReadTimeout = 30 * time.Second
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 60 * time.Second
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = 120 * time.Second
+	}
+	if c.MaxHeaderBytes <= 0 {
+		c.MaxHeaderBytes = 64 << 10
+	}
+	return c
 }
 
 // Server is the bridge's HTTP server.
@@ -90,24 +146,22 @@ type Server struct {
 	echo    *echo.Echo
 	metrics *metrics
 
+	// longPolls holds a token per waiting long-poll; stopping is closed by
+	// Stop so that they all answer at once.
+	longPolls    chan struct{}
+	stopping     chan struct{}
+	stoppingOnce sync.Once
+
 	mu          sync.Mutex
 	listener    net.Listener
 	done        chan error
 	stopWatchFn context.CancelFunc
 }
 
-// New builds the bridge's HTTP server. Its metrics count what the intake
-// does when the intake reports to Observer().
+// New builds the bridge's HTTP server around the intake that decides what
+// to queue.
 func New(logger zerolog.Logger, q jobQueue, in admitter, o seriesReader, cfg Config) (*Server, error) {
-	if cfg.Listen == "" {
-		cfg.Listen = "127.0.0.1:8080"
-	}
-	if cfg.BodyLimit == "" {
-		cfg.BodyLimit = "1M"
-	}
-	if cfg.DjangoWait == 0 {
-		cfg.DjangoWait = 300 * time.Second
-	}
+	cfg = cfg.withDefaults()
 	if cfg.WebhookToken == "" {
 		return nil, errors.New("bridge: WebhookToken is required")
 	}
@@ -120,12 +174,20 @@ func New(logger zerolog.Logger, q jobQueue, in admitter, o seriesReader, cfg Con
 		queue:   q,
 		intake:  in,
 		orthanc: o,
+
+		longPolls: make(chan struct{}, cfg.MaxLongPolls),
+		stopping:  make(chan struct{}),
 	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics()
 	}
 	s.metrics = cfg.Metrics.m
 	s.echo = s.routes()
+	s.echo.Server.ReadHeaderTimeout = cfg.HeaderTimeout
+	s.echo.Server.ReadTimeout = cfg.ReadTimeout
+	s.echo.Server.WriteTimeout = cfg.WriteTimeout
+	s.echo.Server.IdleTimeout = cfg.IdleTimeout
+	s.echo.Server.MaxHeaderBytes = cfg.MaxHeaderBytes
 	return s, nil
 }
 
@@ -172,8 +234,12 @@ func (s *Server) Addr() string {
 	return s.listener.Addr().String()
 }
 
-// Stop stops accepting requests and waits for those in flight. Safe to call twice.
+// Stop stops accepting requests and waits for those in flight. Waiting
+// long-polls are answered 202 with their request_id at once rather than
+// waited for (up to DjangoWait): their jobs go on, and the client asks for
+// the status later. Safe to call twice.
 func (s *Server) Stop(ctx context.Context) error {
+	s.stoppingOnce.Do(func() { close(s.stopping) })
 	s.mu.Lock()
 	done, stopWatch := s.done, s.stopWatchFn
 	s.done, s.stopWatchFn = nil, nil
@@ -193,13 +259,15 @@ func (s *Server) routes() *echo.Echo {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.errorHandler
 	e.Use(middleware.Recover())
+	// Outside the body limit, so that a webhook refused as too large counts.
+	e.Use(s.timeWebhook)
 	e.Use(middleware.BodyLimit(s.cfg.BodyLimit))
 	e.Use(s.logRequests)
 
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
 	e.GET("/metrics", s.metricsHandler)
-	e.POST("/v1/events/orthanc", s.webhook, s.timeWebhook, s.requireToken(func() string { return s.cfg.WebhookToken }))
+	e.POST(webhookPath, s.webhook, s.requireToken(func() string { return s.cfg.WebhookToken }))
 
 	api := e.Group("/v1", s.requireToken(func() string { return s.cfg.APIToken }))
 	api.POST("/series/:id/segment", s.trigger)
@@ -218,10 +286,16 @@ func (s *Server) routes() *echo.Echo {
 	return e
 }
 
-// timeWebhook records how long the webhook takes to answer: Orthanc's whole
-// REST API waits on it.
+// webhookPath is where Orthanc's Lua script posts.
+const webhookPath = "/v1/events/orthanc"
+
+// timeWebhook counts the webhook's answers by status and records how long
+// they take: Orthanc's whole REST API waits on them.
 func (s *Server) timeWebhook(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
+		if c.Path() != webhookPath {
+			return next(c)
+		}
 		start := time.Now()
 		err := next(c)
 		code := c.Response().Status

@@ -13,6 +13,14 @@
 -- answers at once (202) and does the work later. A post that fails is logged
 -- and not retried here: the bridge's reconciler finds the series in Orthanc's
 -- /changes feed.
+--
+-- Orthanc's HttpPost does not raise an error when the post fails, so pcall
+-- alone never sees a failure: HttpPost returns nil when the bridge cannot be
+-- reached or does not answer within HttpTimeout, and an empty string when it
+-- answers with an HTTP error such as 401 (a wrong token; Orthanc logs the
+-- status on the line before). The bridge names the series in every answer
+-- that takes the event (202 queued, 200 skipped), so the script checks for
+-- that. Its messages name the series and the URL, never the token.
 
 local function setting(name, env, default)
   local cfg = GetOrthancConfiguration()
@@ -54,11 +62,27 @@ function OnStableSeries(seriesId, tags, metadata)
   end
   local url = string.gsub(setting("Url", "SEGBRIDGE_URL", "http://127.0.0.1:8080"), "/+$", "")
   local body = DumpJson({ event = "StableSeries", series_id = seriesId, tags = tags }, true)
-  local ok, err = pcall(HttpPost, url .. "/v1/events/orthanc", body, {
+  local endpoint = url .. "/v1/events/orthanc"
+  local ok, answer = pcall(HttpPost, endpoint, body, {
     ["Authorization"] = "Bearer " .. token,
     ["Content-Type"] = "application/json",
   })
+  local problem
   if not ok then
-    print("segbridge: could not notify " .. url .. " of series " .. seriesId .. ": " .. tostring(err))
+    problem = tostring(answer)
+  elseif answer == nil then
+    problem = "the bridge is unreachable or did not answer within Orthanc's HttpTimeout"
+  elseif answer == "" then
+    problem = "the bridge answered with an HTTP error (its status is on Orthanc's log line above;" ..
+      " 401: Segbridge.Token is not the bridge's SEGBRIDGE_WEBHOOK_TOKEN)"
+  else
+    local parsed, reply = pcall(ParseJson, answer)
+    if not parsed or type(reply) ~= "table" or reply["series_id"] ~= seriesId then
+      problem = "unexpected answer: " .. string.sub(answer, 1, 200)
+    end
+  end
+  if problem ~= nil then
+    print("segbridge: could not notify " .. endpoint .. " of series " .. seriesId .. ": " .. problem ..
+      "; the bridge's reconciler (when on) queues it from Orthanc's /changes")
   end
 end

@@ -67,6 +67,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("configuration:\n%w", err)
 	}
 	logger := newLogger(cfg, stderr)
+	for _, w := range cfg.Warnings {
+		logger.Warn().Msg(w)
+	}
 	switch cmd {
 	case "serve":
 		return serve(ctx, logger, cfg)

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Config is every setting of the segbridge binary. Each field documents its
@@ -30,11 +31,12 @@ type Config struct {
 	// Listen (SEGBRIDGE_LISTEN, default 127.0.0.1:8080) is the HTTP address.
 	Listen string
 	// WebhookToken (SEGBRIDGE_WEBHOOK_TOKEN or SEGBRIDGE_WEBHOOK_TOKEN_FILE)
-	// is the bearer token Orthanc's Lua script sends. Required by serve.
+	// is the bearer token Orthanc's Lua script sends. Required by serve: at
+	// least 16 characters, MinNetworkTokenLen when Listen is not loopback.
 	WebhookToken string
 	// APIToken (SEGBRIDGE_API_TOKEN or SEGBRIDGE_API_TOKEN_FILE) protects the
-	// manual trigger and status API. Optional on a loopback listener, required
-	// on any other.
+	// manual trigger and status API. Optional on a loopback listener,
+	// required on any other, with at least MinNetworkTokenLen characters.
 	APIToken string
 	// DataDir (SEGBRIDGE_DATA_DIR, default ./segbridge-data) holds the
 	// embedded queue's files.
@@ -44,7 +46,8 @@ type Config struct {
 	// the embedded one. NATSToken (SEGBRIDGE_NATS_TOKEN[_FILE]), NATSCreds
 	// (SEGBRIDGE_NATS_CREDS) and NATSNKeySeed (SEGBRIDGE_NATS_NKEY_SEED) are
 	// its credentials. NATSListen (SEGBRIDGE_NATS_LISTEN) opens the embedded
-	// server to remote workers; it needs NATSToken.
+	// server to remote workers; it needs NATSToken, of at least
+	// MinNetworkTokenLen characters when NATSListen is not loopback.
 	NATSURL      string
 	NATSToken    string
 	NATSCreds    string
@@ -77,6 +80,11 @@ type Config struct {
 	ReconcileFrom int64
 	// DjangoWait (SEGBRIDGE_DJANGO_WAIT, default 300s) is how long the seed's
 	// POST /api/mri/segmentation/series/{id}/segment/ waits for the result.
+	// The bridge lets at most 256 such requests wait at once (the next get
+	// 202 at once) and answers them all 202 when it stops; its HTTP server's
+	// other limits (10 s for headers, 30 s per request, 60 s per answer,
+	// 120 s idle, 64 KiB of headers) are bridge.Config's defaults and have
+	// no variables.
 	DjangoWait time.Duration
 
 	// ModelsDir (SEGBRIDGE_MODELS_DIR) is a folder of model manifests.
@@ -124,7 +132,18 @@ type Config struct {
 	// (SEGBRIDGE_LOG_FORMAT: json or console; default console on a terminal).
 	LogLevel  string
 	LogFormat string
+
+	// Warnings are what FromEnv found worth fixing that does not stop
+	// segbridge, e.g. a secret file others can read. main logs them; they
+	// name variables and files, never a secret.
+	Warnings []string
 }
+
+// MinNetworkTokenLen is the shortest token accepted on a listener beyond
+// loopback: 32 characters, what `openssl rand -hex 16` gives. A shorter one
+// could be a word or a name someone picked, and guessing it opens the queue
+// or the API to the network.
+const MinNetworkTokenLen = 32
 
 // FromEnv reads the configuration from getenv (os.Getenv in main).
 func FromEnv(getenv func(string) string) (*Config, error) {
@@ -161,9 +180,12 @@ func FromEnv(getenv func(string) string) (*Config, error) {
 	c.OrthancPublicURL = or(getenv("SEGBRIDGE_ORTHANC_PUBLIC_URL"), c.OrthancURL)
 	var errs []error
 	secret := func(name string, dst *string) {
-		v, err := fromFileOrEnv(getenv, name)
+		v, warn, err := fromFileOrEnv(getenv, name)
 		if err != nil {
 			errs = append(errs, err)
+		}
+		if warn != "" {
+			c.Warnings = append(c.Warnings, warn)
 		}
 		*dst = v
 	}
@@ -250,22 +272,53 @@ func FromEnv(getenv func(string) string) (*Config, error) {
 	return c, errors.Join(errs...)
 }
 
-// ValidateServe checks what `segbridge serve` needs: a webhook token, and an
-// API token unless the listener is loopback only.
+// ValidateServe checks what `segbridge serve` needs: a webhook token, an
+// API token unless the listener is loopback only, and tokens long enough to
+// be secret wherever they guard a listener beyond loopback
+// (MinNetworkTokenLen): the webhook and API tokens when SEGBRIDGE_LISTEN is
+// not loopback, the NATS token when SEGBRIDGE_NATS_LISTEN is not.
 func (c *Config) ValidateServe() error {
 	var errs []error
-	if c.WebhookToken == "" {
-		errs = append(errs, errors.New("SEGBRIDGE_WEBHOOK_TOKEN is required (the Lua script sends it; make one with: openssl rand -hex 32)"))
-	} else if len(c.WebhookToken) < 16 {
-		errs = append(errs, errors.New("SEGBRIDGE_WEBHOOK_TOKEN is too short: use at least 16 characters"))
-	}
 	loop, err := IsLoopback(c.Listen)
 	if err != nil {
 		errs = append(errs, fmt.Errorf("SEGBRIDGE_LISTEN: %w", err))
-	} else if !loop && c.APIToken == "" {
-		errs = append(errs, fmt.Errorf("SEGBRIDGE_LISTEN %q is not loopback: set SEGBRIDGE_API_TOKEN so the API is not open to the network", c.Listen))
+		loop = true // reported; do not pile length errors on top
+	}
+	switch {
+	case c.WebhookToken == "":
+		errs = append(errs, errors.New("SEGBRIDGE_WEBHOOK_TOKEN is required (the Lua script sends it; make one with: openssl rand -hex 32)"))
+	case !loop:
+		errs = append(errs, networkToken("SEGBRIDGE_WEBHOOK_TOKEN", c.WebhookToken, "SEGBRIDGE_LISTEN", c.Listen))
+	case len(c.WebhookToken) < 16:
+		errs = append(errs, errors.New("SEGBRIDGE_WEBHOOK_TOKEN is too short: use at least 16 characters (make one with: openssl rand -hex 32)"))
+	}
+	switch {
+	case loop:
+	case c.APIToken == "":
+		errs = append(errs, fmt.Errorf("SEGBRIDGE_LISTEN %q is not loopback: set SEGBRIDGE_API_TOKEN so the API is not open to the network (make one with: openssl rand -hex 32)", c.Listen))
+	default:
+		errs = append(errs, networkToken("SEGBRIDGE_API_TOKEN", c.APIToken, "SEGBRIDGE_LISTEN", c.Listen))
+	}
+	if c.NATSListen != "" {
+		if nloop, err := IsLoopback(c.NATSListen); err != nil {
+			errs = append(errs, fmt.Errorf("SEGBRIDGE_NATS_LISTEN: %w", err))
+		} else if !nloop && c.NATSToken != "" {
+			// A missing token is the queue's error to report (it needs one
+			// on any listener); here only its length.
+			errs = append(errs, networkToken("SEGBRIDGE_NATS_TOKEN", c.NATSToken, "SEGBRIDGE_NATS_LISTEN", c.NATSListen))
+		}
 	}
 	return errors.Join(errs...)
+}
+
+// networkToken refuses a token too short for a listener beyond loopback,
+// naming both variables; nil when it is long enough.
+func networkToken(name, token, listenVar, listen string) error {
+	if n := utf8.RuneCountInString(token); n < MinNetworkTokenLen {
+		return fmt.Errorf("%s has %d characters: on a listener beyond loopback (%s=%s) it must have at least %d (make one with: openssl rand -hex 32)",
+			name, n, listenVar, listen, MinNetworkTokenLen)
+	}
+	return nil
 }
 
 // ValidateWorker checks what running workers needs.
@@ -296,15 +349,22 @@ func IsLoopback(addr string) (bool, error) {
 	return ip.IsLoopback(), nil
 }
 
-func fromFileOrEnv(getenv func(string) string, name string) (string, error) {
-	if f := getenv(name + "_FILE"); f != "" {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return "", fmt.Errorf("%s_FILE: %w", name, err)
-		}
-		return strings.TrimSpace(string(b)), nil
+// fromFileOrEnv reads the secret name from the file NAME_FILE names, else
+// from NAME. It warns about a file that its group or others may read: the
+// secret is then as safe as every account on the machine.
+func fromFileOrEnv(getenv func(string) string, name string) (value, warning string, err error) {
+	f := getenv(name + "_FILE")
+	if f == "" {
+		return getenv(name), "", nil
 	}
-	return getenv(name), nil
+	b, err := os.ReadFile(f)
+	if err != nil {
+		return "", "", fmt.Errorf("%s_FILE: %w", name, err)
+	}
+	if fi, err := os.Stat(f); err == nil && fi.Mode().Perm()&0o044 != 0 {
+		warning = fmt.Sprintf("%s_FILE %s is readable by its group or others (mode %04o): chmod 600 it", name, f, fi.Mode().Perm())
+	}
+	return strings.TrimSpace(string(b)), warning, nil
 }
 
 func or(v, def string) string {

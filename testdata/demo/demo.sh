@@ -45,7 +45,11 @@ rm -rf "$DEMO"
 mkdir -p "$DEMO"/{orthanc-db,data,series,logs}
 chmod 700 "$DEMO"
 
-# Fresh secrets for this demo only; nothing is a default.
+# Fresh secrets for this demo only; nothing is a default. They go into files
+# only this user can read (umask 077), never onto a command line, where any
+# user on the machine could read them with ps: curl reads the Orthanc
+# credentials from a config file (-K) and segbridge its secrets from _FILE
+# variables.
 rnd() { head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
 ORTHANC_USER=segbridge
 ORTHANC_PASSWORD=$(rnd)
@@ -56,6 +60,10 @@ ORTHANC_USER=$ORTHANC_USER
 ORTHANC_PASSWORD=$ORTHANC_PASSWORD
 SEGBRIDGE_WEBHOOK_TOKEN=$WEBHOOK_TOKEN
 ENV
+printf '%s' "$ORTHANC_PASSWORD" > "$DEMO/orthanc-password"
+printf '%s' "$WEBHOOK_TOKEN" > "$DEMO/webhook-token"
+CURL_ORTHANC=$DEMO/curl-orthanc.conf
+printf 'user = "%s:%s"\n' "$ORTHANC_USER" "$ORTHANC_PASSWORD" > "$CURL_ORTHANC"
 cat > "$DEMO/orthanc.json" <<JSON
 {
   "Name": "segbridge-demo",
@@ -86,14 +94,14 @@ ORTHANC_BIN=$(command -v Orthanc || echo /usr/sbin/Orthanc)
 nohup "$ORTHANC_BIN" "$DEMO/orthanc.json" >"$DEMO/logs/orthanc.log" 2>&1 &
 echo $! >"$DEMO/orthanc.pid"
 for _ in $(seq 150); do
-  curl -sf -u "$ORTHANC_USER:$ORTHANC_PASSWORD" "http://127.0.0.1:$ORTHANC_PORT/system" >/dev/null && break; sleep 0.2
+  curl -sf -K "$CURL_ORTHANC" "http://127.0.0.1:$ORTHANC_PORT/system" >/dev/null && break; sleep 0.2
 done
-curl -sf -u "$ORTHANC_USER:$ORTHANC_PASSWORD" "http://127.0.0.1:$ORTHANC_PORT/system" >/dev/null ||
+curl -sf -K "$CURL_ORTHANC" "http://127.0.0.1:$ORTHANC_PORT/system" >/dev/null ||
   { echo "Orthanc did not start; see $DEMO/logs/orthanc.log"; exit 1; }
 
 echo "3/5 starting segbridge serve on 127.0.0.1:$BRIDGE_PORT (embedded NATS JetStream, 1 worker, CPU)"
 (
-  set -a; . "$DEMO/secrets.env"; set +a
+  export ORTHANC_USER ORTHANC_PASSWORD_FILE="$DEMO/orthanc-password" SEGBRIDGE_WEBHOOK_TOKEN_FILE="$DEMO/webhook-token"
   export ORTHANC_URL="http://127.0.0.1:$ORTHANC_PORT" SEGBRIDGE_LISTEN="127.0.0.1:$BRIDGE_PORT" \
     SEGBRIDGE_DATA_DIR="$DEMO/data" MODEL_PATH="$ROOT/testdata/models/head-threshold.yaml" \
     SEGBRIDGE_LOG_FORMAT=console
@@ -105,10 +113,10 @@ curl -sf "http://127.0.0.1:$BRIDGE_PORT/healthz" >/dev/null || { echo "segbridge
 
 echo "4/5 uploading $(ls "$DEMO/series" | wc -l) instances to Orthanc"
 upload_start=$(date +%s.%N)
-ls "$DEMO/series"/*.dcm | xargs -P 4 -I{} curl -sf -u "$ORTHANC_USER:$ORTHANC_PASSWORD" \
+ls "$DEMO/series"/*.dcm | xargs -P 4 -I{} curl -sf -K "$CURL_ORTHANC" \
   -H 'Content-Type: application/dicom' --data-binary @{} "http://127.0.0.1:$ORTHANC_PORT/instances" -o /dev/null
 upload_end=$(date +%s.%N)
-SERIES=$(curl -sf -u "$ORTHANC_USER:$ORTHANC_PASSWORD" "http://127.0.0.1:$ORTHANC_PORT/series" | $PY -c 'import json,sys; print(json.load(sys.stdin)[0])')
+SERIES=$(curl -sf -K "$CURL_ORTHANC" "http://127.0.0.1:$ORTHANC_PORT/series" | $PY -c 'import json,sys; print(json.load(sys.stdin)[0])')
 
 echo "5/5 waiting for Orthanc's stable-series event (StableAge 2 s) and the SEG"
 status=""

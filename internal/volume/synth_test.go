@@ -42,6 +42,11 @@ type synth struct {
 	raw            []byte // pixel bytes as stored; nil: zeros; noPixels drops the element
 	noPixels       bool
 	drop           []tag.Tag
+	// set replaces or adds attribute values ([]int, []string), and vr the VR
+	// an attribute is written with (UL or IS for Rows, say), as writers that
+	// ignore the data dictionary do.
+	set map[tag.Tag]any
+	vr  map[tag.Tag]string
 }
 
 // axialSynth returns a 4x3 16-bit unsigned axial slice k of a stack with 2 mm gaps.
@@ -128,6 +133,9 @@ func (s synth) encode(t testing.TB) []byte {
 	if !s.noPixels {
 		vals[tag.PixelData] = dicom.PixelDataInfo{IntentionallyUnprocessed: true, UnprocessedValueData: raw}
 	}
+	for tg, v := range s.set {
+		vals[tg] = v
+	}
 	for _, d := range s.drop {
 		delete(vals, d)
 	}
@@ -139,6 +147,9 @@ func (s synth) encode(t testing.TB) []byte {
 		}
 		if tg == tag.PixelData && s.bits == 8 && s.ts != tsImplicitLE {
 			e.RawValueRepresentation = "OB"
+		}
+		if vr, ok := s.vr[tg]; ok {
+			e.RawValueRepresentation = vr
 		}
 		d.Elements = append(d.Elements, e)
 	}

@@ -81,6 +81,15 @@ func dsStrings(vals ...float64) []string {
 // encode writes s as a Part-10 file.
 func (s synth) encode(t testing.TB) []byte {
 	t.Helper()
+	b, err := s.write()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// write writes s as a Part-10 file, or says why the writer refused it.
+func (s synth) write() ([]byte, error) {
 	bitsStored := s.bitsStored
 	if bitsStored == 0 {
 		bitsStored = s.bits
@@ -143,7 +152,7 @@ func (s synth) encode(t testing.TB) []byte {
 	for tg, v := range vals {
 		e, err := dicom.NewElement(tg, v)
 		if err != nil {
-			t.Fatalf("new element %v: %v", tg, err)
+			return nil, fmt.Errorf("new element %v: %w", tg, err)
 		}
 		if tg == tag.PixelData && s.bits == 8 && s.ts != tsImplicitLE {
 			e.RawValueRepresentation = "OB"
@@ -156,9 +165,9 @@ func (s synth) encode(t testing.TB) []byte {
 	slices.SortFunc(d.Elements, func(a, b *dicom.Element) int { return a.Tag.Compare(b.Tag) })
 	var buf bytes.Buffer
 	if err := dicom.Write(&buf, d, dicom.SkipVRVerification()); err != nil {
-		t.Fatalf("write synthetic instance: %v", err)
+		return nil, fmt.Errorf("write synthetic instance: %w", err)
 	}
-	return buf.Bytes()
+	return buf.Bytes(), nil
 }
 
 // parse encodes and parses s, failing the test on error.

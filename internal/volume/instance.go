@@ -322,8 +322,8 @@ func (in *Instance) readPixelFormat(ds *dicom.Dataset, ts string) error {
 		return fmt.Errorf("image size %dx%d is empty", in.Cols, in.Rows)
 	}
 	// Rows and Columns are US, but writers that ignore the dictionary use UL
-	// or IS, which can hold 2^31: bounding both keeps every size made from
-	// them well inside an int.
+	// or IS, whose values reach 2^32 and beyond: 2^31 x 2^31 x 4 bytes wraps
+	// to 0. Bounding both keeps every size made from them inside an int.
 	for _, d := range []struct {
 		name string
 		v    int

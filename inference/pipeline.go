@@ -58,6 +58,11 @@ func prepare(m *model.Model, v *volume.Volume, step func(string, time.Time) time
 			p.same = false
 		}
 	}
+	// The series' own grid is bounded only by the worker's limits, which
+	// may be raised past what the voxel loops index.
+	if _, err := p.grid.Voxels(); err != nil {
+		return nil, gridError(err)
+	}
 	var data []float32
 	if p.same {
 		data = append([]float32(nil), v.Data...)

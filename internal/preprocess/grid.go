@@ -16,12 +16,13 @@ import (
 	"github.com/segbridge/segbridge/internal/volume"
 )
 
-// MaxGridVoxels is the most voxels a grid may have to be resampled onto or
-// made by Respace and Conform: 2^31-1, so that LargestComponent's int32
-// voxel indices hold every voxel, and 8 GiB of float32, four times the
-// largest volume a worker accepts by default. A larger grid comes from a
-// corrupt spacing (a series whose PixelSpacing is 1e9 mm, a manifest asking
-// for 1e-9 mm voxels), and would otherwise wrap Len or exhaust memory.
+// MaxGridVoxels is the most voxels a grid may have to be resampled from or
+// onto, made by Respace and Conform, or run through a model (Grid.Voxels):
+// 2^31-1, so that LargestComponent's int32 voxel indices hold every voxel,
+// and 8 GiB of float32, four times the largest volume a worker accepts by
+// default. A larger grid comes from a corrupt spacing (a series whose
+// PixelSpacing is 1e9 mm, a manifest asking for 1e-9 mm voxels) or from
+// limits raised past it, and would otherwise wrap Len or exhaust memory.
 const MaxGridVoxels = math.MaxInt32
 
 // ErrGridTooLarge is wrapped by the errors of grids over MaxGridVoxels.
@@ -49,9 +50,9 @@ func FromGeometry(g volume.Geometry) Grid {
 // Conform, Linear and Nearest refuse grids over MaxGridVoxels.
 func (g Grid) Len() int { return g.Dims[0] * g.Dims[1] * g.Dims[2] }
 
-// voxels returns the number of voxels of g after checking that every
+// Voxels returns the number of voxels of g after checking that every
 // dimension is positive and the total at most MaxGridVoxels.
-func (g Grid) voxels() (int, error) {
+func (g Grid) Voxels() (int, error) {
 	d := g.Dims
 	if d[0] < 1 || d[1] < 1 || d[2] < 1 {
 		return 0, fmt.Errorf("grid of %dx%dx%d voxels is empty", d[0], d[1], d[2])
@@ -196,7 +197,7 @@ func Respace(g Grid, spacingDHW [3]float64) (Grid, error) {
 		}
 		out.Dims[t] = max(1, int(n))
 	}
-	if _, err := out.voxels(); err != nil {
+	if _, err := out.Voxels(); err != nil {
 		return Grid{}, fmt.Errorf("resampling %dx%dx%d voxels of %gx%gx%g mm to %gx%gx%g mm: %w",
 			g.Dims[0], g.Dims[1], g.Dims[2], g.Spacing[0], g.Spacing[1], g.Spacing[2],
 			out.Spacing[0], out.Spacing[1], out.Spacing[2], err)

@@ -17,14 +17,14 @@ const edge = 1e-4
 // conform code uses). When dg only permutes and flips sg's voxels the
 // values are copied exactly. dst is reused when it has dg.Len() elements.
 func Linear(src []float32, sg, dg Grid, dst []float32) ([]float32, error) {
-	sn, err := sg.voxels()
+	sn, err := sg.Voxels()
 	if err != nil {
 		return nil, fmt.Errorf("resample from: %w", err)
 	}
 	if len(src) != sn {
 		return nil, fmt.Errorf("resample: %d values for a grid of %d voxels", len(src), sn)
 	}
-	dn, err := dg.voxels()
+	dn, err := dg.Voxels()
 	if err != nil {
 		return nil, fmt.Errorf("resample onto: %w", err)
 	}
@@ -102,14 +102,14 @@ func Linear(src []float32, sg, dg Grid, dst []float32) ([]float32, error) {
 // neighbour; voxels whose nearest source voxel is outside src are 0. dst is
 // reused when it has dg.Len() elements.
 func Nearest(src []uint8, sg, dg Grid, dst []uint8) ([]uint8, error) {
-	sn, err := sg.voxels()
+	sn, err := sg.Voxels()
 	if err != nil {
 		return nil, fmt.Errorf("resample from: %w", err)
 	}
 	if len(src) != sn {
 		return nil, fmt.Errorf("resample: %d labels for a grid of %d voxels", len(src), sn)
 	}
-	dn, err := dg.voxels()
+	dn, err := dg.Voxels()
 	if err != nil {
 		return nil, fmt.Errorf("resample onto: %w", err)
 	}

@@ -88,3 +88,29 @@ func TestResample_RefusesGridsThatWrap(t *testing.T) {
 		t.Errorf("Linear from an empty grid = %v", err)
 	}
 }
+
+func TestGrid_Voxels(t *testing.T) {
+	tests := []struct {
+		dims    [3]int
+		want    int
+		wantErr string
+	}{
+		{dims: [3]int{181, 217, 181}, want: 181 * 217 * 181},
+		{dims: [3]int{MaxGridVoxels, 1, 1}, want: MaxGridVoxels},
+		{dims: [3]int{1 << 16, 1 << 15, 1}, wantErr: "65536x32768x1 voxels, more than the 2147483647"},
+		{dims: [3]int{1 << 32, 1 << 32, 1}, wantErr: "4294967296x4294967296x1 voxels, more than"},
+		{dims: [3]int{4, -1, 4}, wantErr: "is empty"},
+	}
+	for _, tt := range tests {
+		got, err := Grid{Dims: tt.dims}.Voxels()
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("Voxels(%v) = %d, %v; want error containing %q", tt.dims, got, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil || got != tt.want {
+			t.Errorf("Voxels(%v) = %d, %v; want %d", tt.dims, got, err, tt.want)
+		}
+	}
+}

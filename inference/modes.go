@@ -2,12 +2,15 @@ package inference
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"time"
 
 	ort "github.com/yalue/onnxruntime_go"
 
+	"github.com/segbridge/segbridge/internal/checked"
 	"github.com/segbridge/segbridge/internal/model"
+	"github.com/segbridge/segbridge/internal/preprocess"
 )
 
 // runSlices feeds the slices along D of data (dims = [W, H, D]) in batches
@@ -22,8 +25,18 @@ func (r *Runtime) runSlices(ctx context.Context, m *model.Model, sess *session, 
 		batch, fixed = int(sess.batch), true
 	}
 	total := (d + batch - 1) / batch
+	// The box is a checked grid, so hw*d fits; a batch size from the graph
+	// or channels from the manifest times it may not.
 	labels := make([]uint8, hw*d)
-	buf := make([]float32, batch*channels*hw)
+	bufLen, ok := checked.Mul(min(batch, d), channels, hw)
+	if fixed {
+		bufLen, ok = checked.Mul(batch, channels, hw)
+	}
+	if !ok || bufLen > preprocess.MaxGridVoxels {
+		return nil, 0, fmt.Errorf("model %s: a batch of %d slices of %d channels of %dx%d pixels is more than the %d values an input may hold: %w",
+			m.Name, batch, channels, w, h, preprocess.MaxGridVoxels, ErrModelMismatch)
+	}
+	buf := make([]float32, bufLen)
 	runOpts, release, err := r.newRunOptions(ctx)
 	if err != nil {
 		return nil, 0, err
@@ -67,7 +80,7 @@ func (r *Runtime) runSlices(ctx context.Context, m *model.Model, sess *session, 
 					}
 				}
 				k := dec.channels
-				if len(od) != feed*k*hw {
+				if want, ok := checked.Mul(feed, k, hw); !ok || len(od) != want {
 					return mismatch("it holds %d values", len(od))
 				}
 				for s := range count {
@@ -183,10 +196,17 @@ func (r *Runtime) runWindow(ctx context.Context, m *model.Model, sess *session, 
 							if dec, err = newDecider(m, int(shape[1]), mismatch); err != nil {
 								return err
 							}
-							acc = make([]float32, dec.channels*n)
 						}
-						if len(od) != dec.channels*pn {
+						// Checked before acc is allocated from the channel count.
+						if want, ok := checked.Mul(dec.channels, pn); !ok || len(od) != want {
 							return mismatch("it holds %d values", len(od))
+						}
+						if acc == nil {
+							size, ok := checked.Mul(dec.channels, n)
+							if !ok {
+								return mismatch("%d channels of %d voxels are more values than can be addressed", dec.channels, n)
+							}
+							acc = make([]float32, size)
 						}
 						for k := range min(pg[2], dims[2]-z) {
 							for j := range min(pg[1], dims[1]-y) {

@@ -1,6 +1,7 @@
 package inference
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -35,7 +36,7 @@ func prepare(m *model.Model, v *volume.Volume, step func(string, time.Time) time
 	case g.Conform != nil:
 		c := g.Conform
 		if p.grid, err = preprocess.Conform(p.src, c.Size, c.VoxelSize, c.Orientation); err != nil {
-			return nil, err
+			return nil, gridError(err)
 		}
 		p.same = false
 		if c.Scale == model.IntensityRobust255 {
@@ -52,16 +53,21 @@ func prepare(m *model.Model, v *volume.Volume, step func(string, time.Time) time
 		}
 		if len(g.Spacing) == 3 {
 			if p.grid, err = preprocess.Respace(p.grid, [3]float64(g.Spacing)); err != nil {
-				return nil, err
+				return nil, gridError(err)
 			}
 			p.same = false
 		}
+	}
+	// The series' own grid is bounded only by the worker's limits, which
+	// may be raised past what the voxel loops index.
+	if _, err := p.grid.Voxels(); err != nil {
+		return nil, gridError(err)
 	}
 	var data []float32
 	if p.same {
 		data = append([]float32(nil), v.Data...)
 	} else if data, err = preprocess.Linear(v.Data, p.src, p.grid, nil); err != nil {
-		return nil, err
+		return nil, gridError(err)
 	}
 	if robust != nil {
 		preprocess.Scale255(data, robust[0], robust[1])
@@ -89,6 +95,16 @@ func prepare(m *model.Model, v *volume.Volume, step func(string, time.Time) time
 		step("crop", t0)
 	}
 	return p, nil
+}
+
+// gridError marks a grid over preprocess.MaxGridVoxels as the model not
+// fitting its input: the manifest's geometry applied to this series (or to
+// its corrupt spacing) gives the same grid on every attempt.
+func gridError(err error) error {
+	if errors.Is(err, preprocess.ErrGridTooLarge) {
+		return fmt.Errorf("%w: %w", err, ErrModelMismatch)
+	}
+	return err
 }
 
 // finish turns the labels of the box into labels of the series' grid: largest

@@ -9,7 +9,9 @@ import (
 
 	ort "github.com/yalue/onnxruntime_go"
 
+	"github.com/segbridge/segbridge/internal/checked"
 	"github.com/segbridge/segbridge/internal/model"
+	"github.com/segbridge/segbridge/internal/parallel"
 	"github.com/segbridge/segbridge/internal/preprocess"
 	"github.com/segbridge/segbridge/internal/volume"
 )
@@ -242,13 +244,13 @@ func volumeLabels(m *model.Model, out ort.Value, dims [3]int) ([]uint8, error) {
 	if shape[2] != int64(dims[2]) || shape[3] != int64(dims[1]) || shape[4] != int64(dims[0]) {
 		return nil, mismatch("the input was %s", shapeString(ort.NewShape(1, 1, int64(dims[2]), int64(dims[1]), int64(dims[0]))))
 	}
-	n := dims[0] * dims[1] * dims[2]
+	n := dims[0] * dims[1] * dims[2] // a checked grid's
 	d, err := newDecider(m, int(shape[1]), mismatch)
 	if err != nil {
 		return nil, err
 	}
 	data := t.GetData()
-	if len(data) != d.channels*n {
+	if want, ok := checked.Mul(d.channels, n); !ok || len(data) != want {
 		return nil, mismatch("it holds %d values", len(data))
 	}
 	labels := make([]uint8, n)
@@ -292,6 +294,8 @@ func newDecider(m *model.Model, channels int, mismatch func(string, ...any) erro
 	}
 	offset := 0 // class of channel c is c + offset
 	switch want := m.OutputChannels(); {
+	case channels < 1:
+		return nil, mismatch("it has no channels")
 	case m.Output.Channels > 0 && channels != want:
 		return nil, mismatch("the manifest's output.channels is %d", want)
 	case act == model.ActivationSigmoid:
@@ -353,7 +357,7 @@ func (d *decider) decide(data []float32, n, stride int, out []uint8) {
 		decideRange(0, n)
 		return
 	}
-	preprocess.Parallel(n, decideRange)
+	parallel.Range(n, decideRange)
 }
 
 // checkVolume returns the number of voxels, or an error if v is not a
@@ -365,8 +369,8 @@ func checkVolume(v *volume.Volume) (int, error) {
 	if v.Cols <= 0 || v.Rows <= 0 || v.Depth <= 0 {
 		return 0, fmt.Errorf("volume has size %dx%dx%d", v.Cols, v.Rows, v.Depth)
 	}
-	n := v.Cols * v.Rows * v.Depth
-	if len(v.Data) != n {
+	n, ok := checked.Mul(v.Cols, v.Rows, v.Depth)
+	if !ok || len(v.Data) != n {
 		return 0, fmt.Errorf("volume of %dx%dx%d voxels has %d values", v.Cols, v.Rows, v.Depth, len(v.Data))
 	}
 	return n, nil

@@ -256,6 +256,15 @@ func TestRuntime_Segment_Mismatch(t *testing.T) {
 			wantErr: `the manifest's input "image" must be the graph's only input, but the graph has inputs "input"`,
 		},
 		{
+			// Resampling 40x30x20 mm to 1e-9 mm voxels is a grid of 2.4e31
+			// voxels, which wraps an int: refused before allocating.
+			name: "spacing far below the series'",
+			edits: []func(*model.Manifest){func(m *model.Manifest) {
+				m.Preprocess.Geometry.Spacing = []float64{1e-9, 1e-9, 1e-9}
+			}},
+			wantErr: "more than the 2147483647 a grid may hold",
+		},
+		{
 			name:    "unsupported mode",
 			edits:   []func(*model.Manifest){func(m *model.Manifest) { m.Input.Mode = "slices" }},
 			wantErr: `input "input" has shape [1 1 -1 -1 -1], but slices mode needs 4 dimensions [N, C, H, W]`,
@@ -291,6 +300,9 @@ func TestRuntime_Segment_BadInput(t *testing.T) {
 	short.Data = short.Data[:10]
 	flat := *good
 	flat.Depth = 0
+	// 2^32 x 2^32 x 1 voxels wraps to 0, the length of its Data.
+	wraps := *good
+	wraps.Cols, wraps.Rows, wraps.Depth, wraps.Data = 1<<32, 1<<32, 1, nil
 	tests := []struct {
 		name    string
 		ctx     context.Context
@@ -302,6 +314,7 @@ func TestRuntime_Segment_BadInput(t *testing.T) {
 		{"nil volume", context.Background(), nil, "no volume", nil},
 		{"short data", context.Background(), &short, "volume of 40x30x20 voxels has 10 values", nil},
 		{"empty", context.Background(), &flat, "volume has size 40x30x0", nil},
+		{"size that wraps", context.Background(), &wraps, "volume of 4294967296x4294967296x1 voxels has 0 values", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

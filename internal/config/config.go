@@ -117,7 +117,7 @@ type Config struct {
 	// many instances a worker downloads at once.
 	DownloadConcurrency int
 	// MaxVoxels (SEGBRIDGE_MAX_VOXELS, default 536870912 = 512x512x2048) and
-	// MaxBytes (SEGBRIDGE_MAX_BYTES, default 4 GiB of float32 voxels) bound
+	// MaxBytes (SEGBRIDGE_MAX_BYTES, default 2 GiB: 4 bytes per voxel) bound
 	// the series a worker accepts; a larger one fails with the reason.
 	MaxVoxels int
 	MaxBytes  int

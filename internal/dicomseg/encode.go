@@ -13,6 +13,7 @@ import (
 	"github.com/suyashkumar/dicom"
 	"github.com/suyashkumar/dicom/pkg/tag"
 
+	"github.com/segbridge/segbridge/internal/checked"
 	"github.com/segbridge/segbridge/internal/volume"
 )
 
@@ -181,7 +182,7 @@ func Encode(v *volume.Volume, labels []uint8, segs []Segment, opts Options) (*Re
 	if err := checkVolume(v); err != nil {
 		return nil, fmt.Errorf("volume: %w", err)
 	}
-	if want := v.Cols * v.Rows * v.Depth; len(labels) != want {
+	if want, ok := checked.Mul(v.Cols, v.Rows, v.Depth); !ok || len(labels) != want {
 		return nil, fmt.Errorf("labels: %d voxels, volume has %dx%dx%d = %d", len(labels), v.Cols, v.Rows, v.Depth, want)
 	}
 	segs, err := sortSegments(segs)
@@ -192,9 +193,13 @@ func Encode(v *volume.Volume, labels []uint8, segs []Segment, opts Options) (*Re
 	if err != nil {
 		return nil, err
 	}
+	n, err := pixelDataLength(len(frames), v.Rows, v.Cols, 1)
+	if err != nil {
+		return nil, err
+	}
 
 	e := &encoder{v: v, segs: segs, frames: frames, opts: opts}
-	return e.encode(packBinary(labels, v.Cols, v.Rows, frames))
+	return e.encode(packBinary(labels, v.Cols, v.Rows, frames, n))
 }
 
 // encode makes the UIDs and writes the dataset around pixels.
@@ -239,6 +244,10 @@ func checkVolume(v *volume.Volume) error {
 		return fmt.Errorf("size %dx%dx%d: must be positive", v.Cols, v.Rows, v.Depth)
 	case v.Cols > math.MaxUint16 || v.Rows > math.MaxUint16:
 		return fmt.Errorf("size %dx%d: rows and columns must fit in 16 bits", v.Cols, v.Rows)
+	case v.Depth > math.MaxInt32:
+		// Slice k is written as k+1 in DimensionIndexValues (UL) and as
+		// frames in NumberOfFrames (IS).
+		return fmt.Errorf("depth %d: more slices than a SEG can reference", v.Depth)
 	case len(v.Slices) != v.Depth:
 		return fmt.Errorf("%d slices for depth %d", len(v.Slices), v.Depth)
 	case v.Header == nil:

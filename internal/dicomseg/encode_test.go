@@ -354,6 +354,8 @@ func TestEncode_Errors(t *testing.T) {
 		{"SliceCount", func(v *volume.Volume, l *[]uint8, s *[]Segment, o *Options) { v.Slices = v.Slices[:2] }, "2 slices for depth 3"},
 		{"SliceUID", func(v *volume.Volume, l *[]uint8, s *[]Segment, o *Options) { v.Slices[1].SOPInstanceUID = "" }, "slice 1"},
 		{"ZeroSpacing", func(v *volume.Volume, l *[]uint8, s *[]Segment, o *Options) { v.Spacing[2] = 0 }, "spacing[2]"},
+		{"WideImage", func(v *volume.Volume, l *[]uint8, s *[]Segment, o *Options) { v.Cols = 1 << 32 }, "rows and columns must fit in 16 bits"},
+		{"DeepVolume", func(v *volume.Volume, l *[]uint8, s *[]Segment, o *Options) { v.Depth = 1 << 31 }, "depth 2147483648: more slices than a SEG can reference"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

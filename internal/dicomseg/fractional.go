@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 
+	"github.com/segbridge/segbridge/internal/checked"
 	"github.com/segbridge/segbridge/internal/volume"
 )
 
@@ -34,7 +35,10 @@ func EncodeFractional(v *volume.Volume, probs [][]float32, segs []Segment, opts 
 	if len(probs) != len(segs) {
 		return nil, fmt.Errorf("probabilities: %d volumes for %d segments", len(probs), len(segs))
 	}
-	nvox := v.Cols * v.Rows * v.Depth
+	nvox, ok := checked.Mul(v.Cols, v.Rows, v.Depth)
+	if !ok {
+		return nil, fmt.Errorf("volume: %dx%dx%d voxels are more than can be counted", v.Cols, v.Rows, v.Depth)
+	}
 	type pair struct {
 		seg Segment
 		p   []float32
@@ -95,7 +99,11 @@ func EncodeFractional(v *volume.Volume, probs [][]float32, segs []Segment, opts 
 			}
 		}
 	}
-	pixels := make([]byte, len(frames)*npix+len(frames)*npix%2)
+	n, err := pixelDataLength(len(frames), v.Rows, v.Cols, 8)
+	if err != nil {
+		return nil, err
+	}
+	pixels := make([]byte, n)
 	for f, fr := range frames {
 		copy(pixels[f*npix:(f+1)*npix], q[fr.segment-1][fr.k*npix:(fr.k+1)*npix])
 	}

@@ -1,5 +1,38 @@
 package dicomseg
 
+import (
+	"fmt"
+	"math"
+
+	"github.com/segbridge/segbridge/internal/checked"
+)
+
+// maxPixelDataLength is the most bytes a PixelData element of defined
+// length holds: its length is 32 bits, 0xFFFFFFFF means undefined, and a
+// value's length is even.
+const maxPixelDataLength = 0xFFFFFFFE
+
+// pixelDataLength returns the bytes of PixelData for frames frames of rows x
+// cols pixels of bits bits each (1 for BINARY, 8 for FRACTIONAL), packed
+// without padding between frames and padded to even length, or an error
+// when NumberOfFrames or that length cannot be written in a SEG.
+func pixelDataLength(frames, rows, cols, bits int) (int, error) {
+	if frames > math.MaxInt32 {
+		return 0, fmt.Errorf("%d frames: NumberOfFrames (IS) holds at most %d", frames, math.MaxInt32)
+	}
+	nbits, ok := checked.Mul(frames, rows, cols, bits)
+	n := nbits / 8
+	if nbits%8 != 0 {
+		n++
+	}
+	n += n % 2
+	if !ok || n > maxPixelDataLength {
+		return 0, fmt.Errorf("%d frames of %dx%d pixels of %d bits need more than the %d bytes of pixel data a DICOM element holds",
+			frames, cols, rows, bits, maxPixelDataLength)
+	}
+	return n, nil
+}
+
 // frameRef is one frame of a SEG: which segment it belongs to and which
 // source slice it lies on.
 type frameRef struct {
@@ -10,12 +43,10 @@ type frameRef struct {
 
 // packBinary returns the BINARY pixel data of frames: pixel p of frame f is bit
 // f*rows*cols + p, least significant bit first within a byte (PS3.5 8.1.1 and
-// D.2), with no padding between frames. The result is padded to even length.
-func packBinary(labels []uint8, cols, rows int, frames []frameRef) []byte {
+// D.2), with no padding between frames. The result is padded to even length,
+// n bytes from pixelDataLength.
+func packBinary(labels []uint8, cols, rows int, frames []frameRef, n int) []byte {
 	npix := cols * rows
-	nbits := len(frames) * npix
-	n := (nbits + 7) / 8
-	n += n % 2
 	buf := make([]byte, n)
 	for f, fr := range frames {
 		plane := labels[fr.k*npix : (fr.k+1)*npix]

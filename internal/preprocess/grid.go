@@ -10,12 +10,23 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"runtime"
 	"strings"
-	"sync"
 
+	"github.com/segbridge/segbridge/internal/checked"
 	"github.com/segbridge/segbridge/internal/volume"
 )
+
+// MaxGridVoxels is the most voxels a grid may have to be resampled from or
+// onto, made by Respace and Conform, or run through a model (Grid.Voxels):
+// 2^31-1, so that LargestComponent's int32 voxel indices hold every voxel,
+// and 8 GiB of float32, four times the largest volume a worker accepts by
+// default. A larger grid comes from a corrupt spacing (a series whose
+// PixelSpacing is 1e9 mm, a manifest asking for 1e-9 mm voxels) or from
+// limits raised past it, and would otherwise wrap Len or exhaust memory.
+const MaxGridVoxels = math.MaxInt32
+
+// ErrGridTooLarge is wrapped by the errors of grids over MaxGridVoxels.
+var ErrGridTooLarge = errors.New("grid too large")
 
 // Grid places a voxel array in patient space (LPS, mm), with the conventions
 // of volume.Geometry: voxel (a0, a1, a2) sits at Origin + Σ a_t·Spacing[t]·
@@ -35,8 +46,23 @@ func FromGeometry(g volume.Geometry) Grid {
 	return Grid{Dims: [3]int{g.Cols, g.Rows, g.Depth}, Spacing: g.Spacing, Origin: g.Origin, Direction: g.Direction}
 }
 
-// Len is the number of voxels.
+// Len is the number of voxels. It does not check for overflow: Respace,
+// Conform, Linear and Nearest refuse grids over MaxGridVoxels.
 func (g Grid) Len() int { return g.Dims[0] * g.Dims[1] * g.Dims[2] }
+
+// Voxels returns the number of voxels of g after checking that every
+// dimension is positive and the total at most MaxGridVoxels.
+func (g Grid) Voxels() (int, error) {
+	d := g.Dims
+	if d[0] < 1 || d[1] < 1 || d[2] < 1 {
+		return 0, fmt.Errorf("grid of %dx%dx%d voxels is empty", d[0], d[1], d[2])
+	}
+	n, ok := checked.Mul(d[0], d[1], d[2])
+	if !ok || n > MaxGridVoxels {
+		return 0, fmt.Errorf("%w: %dx%dx%d voxels, more than the %d a grid may hold", ErrGridTooLarge, d[0], d[1], d[2], MaxGridVoxels)
+	}
+	return n, nil
+}
 
 // Point is the patient-space position of a (possibly fractional) voxel index.
 func (g Grid) Point(idx [3]float64) [3]float64 {
@@ -150,7 +176,8 @@ func Reorient(g Grid, code string) (Grid, error) {
 
 // Respace returns a grid with the same axes, centre and extent as g and the
 // given voxel size along D, H, W (grid axes 2, 1, 0); each axis gets
-// round(extent/size) voxels, at least 1.
+// round(extent/size) voxels, at least 1. A grid over MaxGridVoxels is an
+// error wrapping ErrGridTooLarge.
 func Respace(g Grid, spacingDHW [3]float64) (Grid, error) {
 	out := g
 	var centre [3]float64
@@ -161,7 +188,19 @@ func Respace(g Grid, spacingDHW [3]float64) (Grid, error) {
 			return Grid{}, fmt.Errorf("spacing %v is not positive", s)
 		}
 		out.Spacing[t] = s
-		out.Dims[t] = max(1, int(math.Round(float64(g.Dims[t])*g.Spacing[t]/s)))
+		// Checked as a float first: converting one beyond int's range to
+		// an int gives an arbitrary value.
+		n := math.Round(float64(g.Dims[t]) * g.Spacing[t] / s)
+		if !(n <= MaxGridVoxels) {
+			return Grid{}, fmt.Errorf("%w: resampling %d voxels of %g mm to %g mm gives %g voxels along one axis, more than the %d a grid may hold",
+				ErrGridTooLarge, g.Dims[t], g.Spacing[t], s, n, MaxGridVoxels)
+		}
+		out.Dims[t] = max(1, int(n))
+	}
+	if _, err := out.Voxels(); err != nil {
+		return Grid{}, fmt.Errorf("resampling %dx%dx%d voxels of %gx%gx%g mm to %gx%gx%g mm: %w",
+			g.Dims[0], g.Dims[1], g.Dims[2], g.Spacing[0], g.Spacing[1], g.Spacing[2],
+			out.Spacing[0], out.Spacing[1], out.Spacing[2], err)
 	}
 	c := g.Point(centre)
 	out.Origin = c
@@ -181,6 +220,9 @@ func Conform(g Grid, size int, voxel float64, code string) (Grid, error) {
 	}
 	if size < 1 || !(voxel > 0) {
 		return Grid{}, fmt.Errorf("conform: size %d and voxel size %v must be positive", size, voxel)
+	}
+	if n, ok := checked.Mul(size, size, size); !ok || n > MaxGridVoxels {
+		return Grid{}, fmt.Errorf("%w: conform: %d³ voxels, more than the %d a grid may hold", ErrGridTooLarge, size, MaxGridVoxels)
 	}
 	c := g.Point([3]float64{float64(g.Dims[0]) / 2, float64(g.Dims[1]) / 2, float64(g.Dims[2]) / 2})
 	out := Grid{Dims: [3]int{size, size, size}, Spacing: [3]float64{voxel, voxel, voxel}, Direction: dirs}
@@ -283,24 +325,4 @@ func invert(m [3][3]float64) ([3][3]float64, bool) {
 	r[2][1] = (m[0][1]*m[2][0] - m[0][0]*m[2][1]) / det
 	r[2][2] = (m[0][0]*m[1][1] - m[0][1]*m[1][0]) / det
 	return r, true
-}
-
-// Parallel runs fn over [0, n) split into one contiguous range per CPU; the
-// voxel loops of this package and of the model runner share it.
-func Parallel(n int, fn func(lo, hi int)) {
-	workers := min(runtime.GOMAXPROCS(0), n)
-	if workers <= 1 {
-		fn(0, n)
-		return
-	}
-	var wg sync.WaitGroup
-	for w := range workers {
-		lo, hi := n*w/workers, n*(w+1)/workers
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			fn(lo, hi)
-		}()
-	}
-	wg.Wait()
 }

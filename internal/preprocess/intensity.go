@@ -3,6 +3,8 @@ package preprocess
 import (
 	"math"
 	"slices"
+
+	"github.com/segbridge/segbridge/internal/parallel"
 )
 
 // MinMax maps data's minimum to 0 and maximum to 1, in place. A constant
@@ -24,7 +26,7 @@ func Window(data []float32, lo, hi float64, clip bool) {
 		return
 	}
 	s := 1 / (hi - lo)
-	Parallel(len(data), func(a, b int) {
+	parallel.Range(len(data), func(a, b int) {
 		for i := a; i < b; i++ {
 			y := (float64(data[i]) - lo) * s
 			if clip {
@@ -68,7 +70,7 @@ func ZScore(data []float32, foreground bool) {
 		sum2 += d * d
 	}
 	sd := math.Sqrt(sum2 / float64(n))
-	Parallel(len(data), func(a, b int) {
+	parallel.Range(len(data), func(a, b int) {
 		for i := a; i < b; i++ {
 			switch {
 			case foreground && data[i] == 0:
@@ -108,7 +110,7 @@ func Scale255(data []float32, lo, hi float64) {
 	if hi > lo {
 		s = 255 / (hi - lo)
 	}
-	Parallel(len(data), func(a, b int) {
+	parallel.Range(len(data), func(a, b int) {
 		for i := a; i < b; i++ {
 			y := (float64(data[i]) - lo) * s
 			data[i] = float32(math.RoundToEven(min(max(y, 0), 255)))

@@ -3,6 +3,8 @@ package preprocess
 import (
 	"fmt"
 	"math"
+
+	"github.com/segbridge/segbridge/internal/parallel"
 )
 
 // edge is how far outside the first and last voxel centre a sample may fall
@@ -15,15 +17,23 @@ const edge = 1e-4
 // conform code uses). When dg only permutes and flips sg's voxels the
 // values are copied exactly. dst is reused when it has dg.Len() elements.
 func Linear(src []float32, sg, dg Grid, dst []float32) ([]float32, error) {
-	if len(src) != sg.Len() {
-		return nil, fmt.Errorf("resample: %d values for a grid of %d voxels", len(src), sg.Len())
+	sn, err := sg.Voxels()
+	if err != nil {
+		return nil, fmt.Errorf("resample from: %w", err)
+	}
+	if len(src) != sn {
+		return nil, fmt.Errorf("resample: %d values for a grid of %d voxels", len(src), sn)
+	}
+	dn, err := dg.Voxels()
+	if err != nil {
+		return nil, fmt.Errorf("resample onto: %w", err)
 	}
 	m, err := newIndexMap(sg, dg)
 	if err != nil {
 		return nil, err
 	}
-	if len(dst) != dg.Len() {
-		dst = make([]float32, dg.Len())
+	if len(dst) != dn {
+		dst = make([]float32, dn)
 	}
 	if axis, sign, ok := m.permutation(); ok {
 		permute(src, sg, dg, m, axis, sign, dst)
@@ -32,7 +42,7 @@ func Linear(src []float32, sg, dg Grid, dst []float32) ([]float32, error) {
 	n0, n1, n2 := sg.Dims[0], sg.Dims[1], sg.Dims[2]
 	lim := [3]float64{float64(n0 - 1), float64(n1 - 1), float64(n2 - 1)}
 	d0, d1 := dg.Dims[0], dg.Dims[1]
-	Parallel(dg.Dims[2], func(lo, hi int) {
+	parallel.Range(dg.Dims[2], func(lo, hi int) {
 		for c := lo; c < hi; c++ {
 			for b := range d1 {
 				row := dst[d0*(b+d1*c) : d0*(b+d1*c)+d0]
@@ -92,15 +102,23 @@ func Linear(src []float32, sg, dg Grid, dst []float32) ([]float32, error) {
 // neighbour; voxels whose nearest source voxel is outside src are 0. dst is
 // reused when it has dg.Len() elements.
 func Nearest(src []uint8, sg, dg Grid, dst []uint8) ([]uint8, error) {
-	if len(src) != sg.Len() {
-		return nil, fmt.Errorf("resample: %d labels for a grid of %d voxels", len(src), sg.Len())
+	sn, err := sg.Voxels()
+	if err != nil {
+		return nil, fmt.Errorf("resample from: %w", err)
+	}
+	if len(src) != sn {
+		return nil, fmt.Errorf("resample: %d labels for a grid of %d voxels", len(src), sn)
+	}
+	dn, err := dg.Voxels()
+	if err != nil {
+		return nil, fmt.Errorf("resample onto: %w", err)
 	}
 	m, err := newIndexMap(sg, dg)
 	if err != nil {
 		return nil, err
 	}
-	if len(dst) != dg.Len() {
-		dst = make([]uint8, dg.Len())
+	if len(dst) != dn {
+		dst = make([]uint8, dn)
 	}
 	if axis, sign, ok := m.permutation(); ok {
 		permute(src, sg, dg, m, axis, sign, dst)
@@ -108,7 +126,7 @@ func Nearest(src []uint8, sg, dg Grid, dst []uint8) ([]uint8, error) {
 	}
 	n := sg.Dims
 	d0, d1 := dg.Dims[0], dg.Dims[1]
-	Parallel(dg.Dims[2], func(lo, hi int) {
+	parallel.Range(dg.Dims[2], func(lo, hi int) {
 		for c := lo; c < hi; c++ {
 			for b := range d1 {
 				row := dst[d0*(b+d1*c) : d0*(b+d1*c)+d0]
@@ -146,7 +164,7 @@ func permute[T float32 | uint8](src []T, sg, dg Grid, m indexMap, axis, sign [3]
 	stride := [3]int{1, sg.Dims[0], sg.Dims[0] * sg.Dims[1]}
 	off := [3]int{int(math.Round(m.B[0])), int(math.Round(m.B[1])), int(math.Round(m.B[2]))}
 	d0, d1 := dg.Dims[0], dg.Dims[1]
-	Parallel(dg.Dims[2], func(lo, hi int) {
+	parallel.Range(dg.Dims[2], func(lo, hi int) {
 		for c := lo; c < hi; c++ {
 			for b := range d1 {
 				out := d0 * (b + d1*c)

@@ -4,18 +4,10 @@ import (
 	"cmp"
 	"fmt"
 	"math"
-	"runtime"
 	"slices"
 	"sort"
-	"sync"
-)
 
-// Default limits, used where a Limits field is zero.
-const (
-	// DefaultMaxVoxels admits 512x512x2048 voxels.
-	DefaultMaxVoxels = 512 * 512 * 2048
-	// DefaultMaxBytes is 4 GiB.
-	DefaultMaxBytes = 4 << 30
+	"github.com/segbridge/segbridge/internal/parallel"
 )
 
 // Tolerances of the series checks in Assemble.
@@ -35,26 +27,6 @@ const (
 	// stack's axis.
 	relativeTolerance = 0.01
 )
-
-// Limits bounds the volume Assemble is willing to allocate.
-type Limits struct {
-	// MaxVoxels is the largest Cols*Rows*Depth; 0 means DefaultMaxVoxels.
-	MaxVoxels int64
-	// MaxBytes is the largest size of Volume.Data in bytes (4 per voxel);
-	// 0 means DefaultMaxBytes.
-	MaxBytes int64
-}
-
-// WithDefaults returns l with zero fields set to their defaults.
-func (l Limits) WithDefaults() Limits {
-	if l.MaxVoxels == 0 {
-		l.MaxVoxels = DefaultMaxVoxels
-	}
-	if l.MaxBytes == 0 {
-		l.MaxBytes = DefaultMaxBytes
-	}
-	return l
-}
 
 // Assemble orders the instances of one series along their slice normal and
 // builds its volume. Before it allocates anything it checks that the
@@ -93,15 +65,8 @@ func Assemble(instances []*Instance, lim Limits) (*Volume, error) {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidSeries, err)
 	}
 	ref := instances[0]
-	n := int64(len(instances))
-	voxels := int64(ref.Cols) * int64(ref.Rows) * n
-	if voxels > lim.MaxVoxels {
-		return nil, fmt.Errorf("%w: volume of %dx%dx%d = %d voxels exceeds the limit of %d",
-			ErrInvalidSeries, ref.Cols, ref.Rows, n, voxels, lim.MaxVoxels)
-	}
-	if voxels*4 > lim.MaxBytes {
-		return nil, fmt.Errorf("%w: volume of %dx%dx%d needs %d bytes, over the limit of %d",
-			ErrInvalidSeries, ref.Cols, ref.Rows, n, voxels*4, lim.MaxBytes)
+	if err := lim.checkVolume(ref.Cols, ref.Rows, len(instances)); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidSeries, err)
 	}
 
 	sorted, err := stack(instances)
@@ -143,6 +108,7 @@ func Assemble(instances []*Instance, lim Limits) (*Volume, error) {
 		v.Slices[k] = Slice{SOPInstanceUID: in.SOPInstanceUID, SOPClassUID: in.SOPClassUID, Frame: in.Frame, Position: in.Position}
 	}
 
+	// checkVolume bounded Cols·Rows·Depth, so these products fit.
 	plane := ref.Cols * ref.Rows
 	v.Data = make([]float32, plane*len(sorted))
 	decodeAll(v.Data, plane, sorted)
@@ -150,21 +116,14 @@ func Assemble(instances []*Instance, lim Limits) (*Volume, error) {
 }
 
 // decodeAll decodes sorted[k] into plane k of data, spreading the slices over
-// the available CPUs.
+// the available CPUs; a panic there reaches Assemble's caller.
 func decodeAll(data []float32, plane int, sorted []*Instance) {
-	workers := min(runtime.GOMAXPROCS(0), len(sorted))
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var cache lutCache
-			for k := w; k < len(sorted); k += workers {
-				sorted[k].decodeInto(data[k*plane:(k+1)*plane], &cache)
-			}
-		}()
-	}
-	wg.Wait()
+	parallel.Range(len(sorted), func(lo, hi int) {
+		var cache lutCache
+		for k := lo; k < hi; k++ {
+			sorted[k].decodeInto(data[k*plane:(k+1)*plane], &cache)
+		}
+	})
 }
 
 // checkConsistent checks what every instance must share with the first.

@@ -12,7 +12,13 @@ import (
 	"github.com/suyashkumar/dicom"
 	"github.com/suyashkumar/dicom/pkg/tag"
 	"github.com/suyashkumar/dicom/pkg/uid"
+
+	"github.com/segbridge/segbridge/internal/checked"
 )
+
+// MaxDimension is the largest Rows or Columns an instance may have: the
+// largest value of their VR, US.
+const MaxDimension = math.MaxUint16
 
 // Tolerances on the geometry of a single instance.
 const (
@@ -176,6 +182,8 @@ func newInstance(ds *dicom.Dataset, ts string) (*Instance, error) {
 	switch {
 	case frames < 1:
 		return in, fmt.Errorf("NumberOfFrames is %d", frames)
+	case frames > math.MaxInt32:
+		return in, fmt.Errorf("NumberOfFrames %d is larger than %d, the most its IS value holds", frames, math.MaxInt32)
 	case frames > 1 && !enhanced:
 		return in, fmt.Errorf("multi-frame image without per-frame functional groups (NumberOfFrames %d, SOP class %s) "+
 			"is not supported; send the series as classic single-frame or enhanced multi-frame images",
@@ -190,8 +198,14 @@ func newInstance(ds *dicom.Dataset, ts string) (*Instance, error) {
 		return in, errEncapsulated
 	}
 	in.raw = info.UnprocessedValueData
+	// Rows and Columns are below 2^16 and a sample at most 4 bytes, so plane
+	// fits; times up to 2^31 frames it may not.
 	plane := in.Rows * in.Cols * in.pix.bytesPerSample()
-	need := plane * frames
+	need, ok := checked.Mul(plane, frames)
+	if !ok {
+		return in, fmt.Errorf("%d frames of %dx%d pixels of %d bits are more bytes than can be addressed",
+			frames, in.Cols, in.Rows, in.pix.bitsAllocated)
+	}
 	if len(in.raw) != need && !(len(in.raw) == need+1 && need%2 == 1) {
 		if frames > 1 {
 			return in, fmt.Errorf("pixel data holds %d bytes, %d frames of %dx%d pixels of %d bits need %d",
@@ -306,6 +320,17 @@ func (in *Instance) readPixelFormat(ds *dicom.Dataset, ts string) error {
 	}
 	if in.Rows <= 0 || in.Cols <= 0 {
 		return fmt.Errorf("image size %dx%d is empty", in.Cols, in.Rows)
+	}
+	// Rows and Columns are US, but writers that ignore the dictionary use UL
+	// or IS, whose values reach 2^32 and beyond: 2^31 x 2^31 x 4 bytes wraps
+	// to 0. Bounding both keeps every size made from them inside an int.
+	for _, d := range []struct {
+		name string
+		v    int
+	}{{"Rows", in.Rows}, {"Columns", in.Cols}} {
+		if d.v > MaxDimension {
+			return fmt.Errorf("%s %d is larger than %d, the most a DICOM image dimension (US) holds", d.name, d.v, MaxDimension)
+		}
 	}
 	ba, err := requiredInt(ds, tag.BitsAllocated)
 	if err != nil {

@@ -42,6 +42,11 @@ type synth struct {
 	raw            []byte // pixel bytes as stored; nil: zeros; noPixels drops the element
 	noPixels       bool
 	drop           []tag.Tag
+	// set replaces or adds attribute values ([]int, []string), and vr the VR
+	// an attribute is written with (UL or IS for Rows, say), as writers that
+	// ignore the data dictionary do.
+	set map[tag.Tag]any
+	vr  map[tag.Tag]string
 }
 
 // axialSynth returns a 4x3 16-bit unsigned axial slice k of a stack with 2 mm gaps.
@@ -76,6 +81,15 @@ func dsStrings(vals ...float64) []string {
 // encode writes s as a Part-10 file.
 func (s synth) encode(t testing.TB) []byte {
 	t.Helper()
+	b, err := s.write()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// write writes s as a Part-10 file, or says why the writer refused it.
+func (s synth) write() ([]byte, error) {
 	bitsStored := s.bitsStored
 	if bitsStored == 0 {
 		bitsStored = s.bits
@@ -128,6 +142,9 @@ func (s synth) encode(t testing.TB) []byte {
 	if !s.noPixels {
 		vals[tag.PixelData] = dicom.PixelDataInfo{IntentionallyUnprocessed: true, UnprocessedValueData: raw}
 	}
+	for tg, v := range s.set {
+		vals[tg] = v
+	}
 	for _, d := range s.drop {
 		delete(vals, d)
 	}
@@ -135,19 +152,22 @@ func (s synth) encode(t testing.TB) []byte {
 	for tg, v := range vals {
 		e, err := dicom.NewElement(tg, v)
 		if err != nil {
-			t.Fatalf("new element %v: %v", tg, err)
+			return nil, fmt.Errorf("new element %v: %w", tg, err)
 		}
 		if tg == tag.PixelData && s.bits == 8 && s.ts != tsImplicitLE {
 			e.RawValueRepresentation = "OB"
+		}
+		if vr, ok := s.vr[tg]; ok {
+			e.RawValueRepresentation = vr
 		}
 		d.Elements = append(d.Elements, e)
 	}
 	slices.SortFunc(d.Elements, func(a, b *dicom.Element) int { return a.Tag.Compare(b.Tag) })
 	var buf bytes.Buffer
 	if err := dicom.Write(&buf, d, dicom.SkipVRVerification()); err != nil {
-		t.Fatalf("write synthetic instance: %v", err)
+		return nil, fmt.Errorf("write synthetic instance: %w", err)
 	}
-	return buf.Bytes()
+	return buf.Bytes(), nil
 }
 
 // parse encodes and parses s, failing the test on error.

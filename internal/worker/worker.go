@@ -482,17 +482,13 @@ func (w *Worker) download(ctx context.Context, ser *orthanc.Series, t *pipeline.
 	if err != nil {
 		return nil, fmt.Errorf("read the header of instance %s: %w", ser.Instances[0], err)
 	}
-	if err := checkSeries(h, len(ser.Instances), lim); err != nil {
+	hdr := volume.Header{Rows: int(h.Rows), Columns: int(h.Columns), NumberOfFrames: int(h.NumberOfFrames),
+		BitsAllocated: int(h.BitsAllocated), SamplesPerPixel: int(h.SamplesPerPixel)}
+	if err := lim.CheckSeries(hdr, len(ser.Instances)); err != nil {
 		return nil, fmt.Errorf("series %s: %w", ser.ID, err)
 	}
-	var held atomic.Int64
-	accept := func(size int) error {
-		if n := held.Add(int64(size)); n > lim.MaxBytes {
-			return fmt.Errorf("%w: series %s holds more than %d bytes of DICOM files (SEGBRIDGE_MAX_BYTES)", volume.ErrInvalidSeries, ser.ID, lim.MaxBytes)
-		}
-		return nil
-	}
-	instances, parse, err := FetchInstances(ctx, uncompressed{w.pacs}, ser.Instances, w.cfg.DownloadConcurrency, accept,
+	budget := lim.NewBudget()
+	instances, parse, err := FetchInstances(ctx, uncompressed{w.pacs}, ser.Instances, w.cfg.DownloadConcurrency, budget.Add,
 		func(done, total int) { t.Progress("download", float64(done)/float64(total)) })
 	t.Set("parse", parse)
 	return instances, err

@@ -50,7 +50,7 @@ func TestDICOM_EndToEnd(t *testing.T) {
 			{"duplicate positions", []string{"--defect", "duplicate"}, "duplicate slices"},
 			{"uneven gaps", []string{"--defect", "gap"}, "uneven slice spacing"},
 			{"4-D echoes", []string{"--echoes", "2"}, "4-D series"},
-			{"non-image objects", []string{"--defect", "no-pixels"}, "not an image: SOP class"},
+			{"non-image objects", []string{"--defect", "no-pixels"}, "not an image"},
 			{"JPEG 2000 without a codec", []string{"--defect", "j2k"}, "Orthanc cannot transcode it"},
 			{"over the configured voxel limit", []string{"--step", "1"}, "exceeds the limit of 4000000"},
 		}

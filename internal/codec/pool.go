@@ -296,7 +296,7 @@ func (p *Pool) start(ctx context.Context) (*child, error) {
 	cmd := exec.Command(p.cfg.Executable, "-test.run=^$")
 	cmd.Env = childEnvironment()
 	c := &child{cmd: cmd, in: stdinW, outFile: outR, out: bufio.NewReaderSize(outR, 1<<16),
-		stderr: &tailBuffer{max: 8 << 10}, exited: make(chan struct{})}
+		stderr: &stderrBuffer{}, exited: make(chan struct{})}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdinR, outW, c.stderr
 	// The children die with the parent, whatever kills it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -330,7 +330,8 @@ func (p *Pool) start(ctx context.Context) (*child, error) {
 		c.stop()
 		return nil, ctx.Err()
 	case err != nil:
-		c.stop()
+		c.reap(time.Second)
+		c.closeFiles()
 		why := c.death()
 		if timedOut.Load() {
 			why = fmt.Sprintf("no answer within %s", p.cfg.StartTimeout)
@@ -359,7 +360,7 @@ type child struct {
 	in      *os.File      // the write end of its stdin
 	outFile *os.File      // the read end of its protocol output
 	out     *bufio.Reader // reads outFile
-	stderr  *tailBuffer
+	stderr  *stderrBuffer
 	version string
 
 	exited  chan struct{} // closed when the process has been waited for
@@ -383,6 +384,17 @@ func (c *child) stop() {
 	c.kill()
 	<-c.exited
 	c.closeFiles()
+}
+
+// reap waits up to grace for the process to end by itself, then kills it,
+// and waits until it has been reaped.
+func (c *child) reap(grace time.Duration) {
+	select {
+	case <-c.exited:
+	case <-time.After(grace):
+		c.kill()
+		<-c.exited
+	}
 }
 
 func (c *child) closeFiles() {
@@ -416,9 +428,9 @@ func (c *child) roundTrip(ctx context.Context, req *request, dst []byte, timeout
 	case err == nil:
 		return false, &DecodeError{Reason: "JPEG 2000 decoder: " + string(msg)}
 	}
-	// The child died or broke the protocol.
-	c.kill()
-	<-c.exited
+	// The child died or broke the protocol. Give a dying child a moment
+	// to end by itself, so that its own exit status is the one reported.
+	c.reap(time.Second)
 	return false, &DecodeError{Reason: "JPEG 2000 decoder crashed: " + c.death()}
 }
 
@@ -497,25 +509,40 @@ func crashSummary(stderr string) string {
 	return strings.Join(out, "; ")
 }
 
-// tailBuffer keeps the last max bytes written to it.
-type tailBuffer struct {
-	mu  sync.Mutex
-	max int
-	b   []byte
+// stderrBuffer keeps the start and the end of what a child writes to its
+// stderr: a Go crash report begins with what happened and ends with where.
+type stderrBuffer struct {
+	mu   sync.Mutex
+	head []byte
+	tail []byte
 }
 
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.b = append(t.b, p...)
-	if len(t.b) > t.max {
-		t.b = append(t.b[:0], t.b[len(t.b)-t.max:]...)
+const (
+	stderrHead = 2 << 10
+	stderrTail = 4 << 10
+)
+
+func (b *stderrBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := len(p)
+	if room := stderrHead - len(b.head); room > 0 {
+		k := min(room, len(p))
+		b.head = append(b.head, p[:k]...)
+		p = p[k:]
 	}
-	return len(p), nil
+	b.tail = append(b.tail, p...)
+	if len(b.tail) > stderrTail {
+		b.tail = append(b.tail[:0], b.tail[len(b.tail)-stderrTail:]...)
+	}
+	return n, nil
 }
 
-func (t *tailBuffer) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return string(t.b)
+func (b *stderrBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.tail) == 0 {
+		return string(b.head)
+	}
+	return string(b.head) + "\n...\n" + string(b.tail)
 }

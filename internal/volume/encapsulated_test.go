@@ -308,7 +308,9 @@ func TestParser_JPEG2000ThroughTheDecoder(t *testing.T) {
 		}
 	})
 	t.Run("the frame's fault fails the series, naming instance and syntax", func(t *testing.T) {
-		d := &fakeDecoder{err: func(*Frame) error { return &permanentErr{"JPEG 2000 decoder crashed: killed by signal segmentation fault"} }}
+		d := &fakeDecoder{err: func(*Frame) error {
+			return &permanentErr{"JPEG 2000 decoder crashed: killed by signal segmentation fault"}
+		}}
 		_, err := Parser{Decoder: d}.ParseInstance(context.Background(), file)
 		want := "invalid series: instance " + s.sop + ": JPEG 2000 Image Compression (1.2.840.10008.1.2.4.91): JPEG 2000 decoder crashed"
 		if !errors.Is(err, ErrInvalidSeries) || !strings.HasPrefix(fmt.Sprint(err), want) {

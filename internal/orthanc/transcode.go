@@ -2,14 +2,11 @@ package orthanc
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"strings"
-
-	"github.com/suyashkumar/dicom/pkg/uid"
 
 	"github.com/segbridge/segbridge/internal/volume"
 )
@@ -19,11 +16,22 @@ import (
 // on GET /instances/{id}/file and always answers the stored bytes. What it does
 // support is POST /instances/{id}/modify with "Transcode", which answers the
 // modified file without storing it; with "Keep": ["SOPInstanceUID"] and
-// "Force": true nothing but the encoding changes. Its DCMTK build decodes JPEG
-// baseline/extended/lossless, JPEG-LS, RLE and deflated data, but not JPEG 2000
-// (that needs a codec plugin such as GDCM). A file is asked for twice only when
-// it is stored compressed: the stored bytes are fetched first and their file
-// meta information says whether they need it.
+// "Force": true nothing but the encoding changes. A file is asked for twice
+// only when it is stored compressed: the stored bytes are fetched first and
+// their file meta information says whether they need it.
+//
+// Why only the JPEG family: JPEG 2000 is decoded in Orthanc only by a
+// plugin, and with Debian's orthanc-gdcm a transcode of a lossy JPEG 2000
+// instance can kill the whole Orthanc process: segbridge's download would
+// take the hospital's PACS down. JPEG baseline, extended, lossless and
+// JPEG-LS are decoded by Orthanc's built-in DCMTK codecs (by default, with
+// "BuiltinDecoderTranscoderOrder": "After", a loaded GDCM plugin is tried
+// first, with its JPEG and JPEG-LS codecs, not its JPEG 2000 one); segbridge's
+// end-to-end test transcodes each of them with orthanc-gdcm loaded and checks
+// that Orthanc lives. So the allowlist is volume's DecodeByOrthanc syntaxes
+// and nothing else: segbridge decodes JPEG 2000, HTJ2K, RLE and deflate
+// itself (internal/volume, internal/codec) and refuses any other syntax by
+// name without asking Orthanc.
 
 // ExplicitVRLittleEndian is the transfer syntax compressed instances are
 // transcoded to.
@@ -44,9 +52,9 @@ type TranscodeError struct {
 }
 
 func (e *TranscodeError) Error() string {
-	return fmt.Sprintf("instance %s is stored as %s (%s) and Orthanc cannot transcode it to Explicit VR Little Endian (%v): "+
-		"install an Orthanc plugin that decodes it (for JPEG 2000 the GDCM plugin, Debian package orthanc-gdcm) "+
-		"or send the series uncompressed", e.InstanceID, transferSyntaxName(e.TransferSyntax), e.TransferSyntax, e.Err)
+	return fmt.Sprintf("instance %s is stored as %s (%s) and Orthanc could not transcode it to Explicit VR Little Endian (%v): "+
+		"Orthanc's built-in codec refused the file, which may be corrupt; send the series uncompressed",
+		e.InstanceID, volume.TransferSyntaxName(e.TransferSyntax), e.TransferSyntax, e.Err)
 }
 
 func (e *TranscodeError) Unwrap() []error {
@@ -65,20 +73,22 @@ type instanceTranscoder interface {
 
 var _ instanceTranscoder = (*Client)(nil)
 
-// UncompressedInstanceFile downloads instance id and, when it is stored in a
-// transfer syntax other than Implicit or Explicit VR Little Endian or Explicit
-// VR Big Endian, asks Orthanc for it transcoded to Explicit VR Little Endian.
-// p is usually a *Client; a p that cannot transcode (a test double) gets the
-// stored bytes back, which the DICOM parser then refuses with its own reason.
-// Bytes that are not a Part-10 file are returned as they are, for the parser
-// to refuse.
+// UncompressedInstanceFile downloads instance id and, only when it is stored
+// in one of the JPEG syntaxes that Orthanc's built-in codecs decode (see
+// volume.TransferSyntaxDecoding: DecodeByOrthanc), asks Orthanc for it
+// transcoded to Explicit VR Little Endian. Every other file is returned as
+// stored: volume decodes uncompressed, deflated, RLE, JPEG 2000 and HTJ2K
+// data itself and refuses any other syntax by name. p is usually a *Client;
+// a p that cannot transcode (a test double) gets the stored bytes back, which
+// the DICOM parser then refuses with its own reason. Bytes that are not a
+// Part-10 file are returned as they are, for the parser to refuse.
 func UncompressedInstanceFile(ctx context.Context, p instanceFiler, id string) ([]byte, error) {
 	data, err := p.InstanceFile(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	ts, ok := fileTransferSyntax(data)
-	if !ok || isNative(ts) {
+	ts, ok := volume.FileTransferSyntax(data)
+	if !ok || volume.TransferSyntaxDecoding(ts) != volume.DecodeByOrthanc {
 		return data, nil
 	}
 	tc, ok := p.(instanceTranscoder)
@@ -95,7 +105,7 @@ func UncompressedInstanceFile(ctx context.Context, p instanceFiler, id string) (
 		}
 		return nil, fmt.Errorf("transcode instance %s from %s: %w", id, ts, err)
 	}
-	if got, ok := fileTransferSyntax(out); ok && got != ExplicitVRLittleEndian {
+	if got, ok := volume.FileTransferSyntax(out); ok && got != ExplicitVRLittleEndian {
 		return nil, &TranscodeError{InstanceID: id, TransferSyntax: ts,
 			Err: fmt.Errorf("Orthanc answered %s", got)}
 	}
@@ -116,55 +126,4 @@ func (c *Client) TranscodeInstance(ctx context.Context, id, transferSyntax strin
 	})
 	return c.do(ctx, http.MethodPost, "/instances/"+id+"/modify", body,
 		http.Header{"Content-Type": {"application/json"}, "Accept": {"application/dicom"}})
-}
-
-// isNative reports whether segbridge's DICOM parser reads ts itself.
-func isNative(ts string) bool {
-	switch ts {
-	case "1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2":
-		return true
-	}
-	return false
-}
-
-// fileTransferSyntax reads TransferSyntaxUID from a Part-10 file's meta
-// information (always Explicit VR Little Endian); ok is false when data is
-// not a well-formed Part-10 file.
-func fileTransferSyntax(data []byte) (string, bool) {
-	if len(data) < 132 || string(data[128:132]) != "DICM" {
-		return "", false
-	}
-	for pos := 132; pos+8 <= len(data); {
-		group := binary.LittleEndian.Uint16(data[pos:])
-		elem := binary.LittleEndian.Uint16(data[pos+2:])
-		if group != 0x0002 {
-			return "", false
-		}
-		vr := string(data[pos+4 : pos+6])
-		var n, hdr int
-		switch vr {
-		case "OB", "OD", "OF", "OL", "OW", "SQ", "UC", "UN", "UR", "UT":
-			if pos+12 > len(data) {
-				return "", false
-			}
-			n, hdr = int(binary.LittleEndian.Uint32(data[pos+8:])), 12
-		default:
-			n, hdr = int(binary.LittleEndian.Uint16(data[pos+6:])), 8
-		}
-		if n < 0 || n > len(data)-pos-hdr {
-			return "", false
-		}
-		if elem == 0x0010 {
-			return strings.TrimRight(string(data[pos+hdr:pos+hdr+n]), " \x00"), true
-		}
-		pos += hdr + n
-	}
-	return "", false
-}
-
-func transferSyntaxName(ts string) string {
-	if info, err := uid.Lookup(ts); err == nil {
-		return info.Name
-	}
-	return "an unknown transfer syntax"
 }

@@ -69,8 +69,15 @@ feed:
 // FetchInstances downloads and parses a series' instances with FetchFiles,
 // parsing each file as it arrives. It returns the instances in ids' order and
 // the time spent parsing, summed over the goroutines. progress, when set, is
-// called after each instance.
+// called after each instance. JPEG 2000 instances fail: see
+// FetchInstancesWith.
 func FetchInstances(ctx context.Context, f instanceFetcher, ids []string, concurrency int, progress func(done, total int)) ([]*volume.Instance, time.Duration, error) {
+	return FetchInstancesWith(ctx, f, volume.Parser{}, ids, concurrency, progress)
+}
+
+// FetchInstancesWith is FetchInstances with a parser that may decode JPEG
+// 2000 (volume.Parser.Decoder).
+func FetchInstancesWith(ctx context.Context, f instanceFetcher, parser volume.Parser, ids []string, concurrency int, progress func(done, total int)) ([]*volume.Instance, time.Duration, error) {
 	out := make([]*volume.Instance, len(ids))
 	var (
 		mu    sync.Mutex
@@ -79,7 +86,7 @@ func FetchInstances(ctx context.Context, f instanceFetcher, ids []string, concur
 	)
 	err := FetchFiles(ctx, f, ids, concurrency, func(i int, data []byte) error {
 		start := time.Now()
-		inst, err := volume.ParseInstance(data)
+		inst, err := parser.ParseInstance(ctx, data)
 		took := time.Since(start)
 		if err != nil {
 			return fmt.Errorf("instance %s: %w", ids[i], err)

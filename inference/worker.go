@@ -66,6 +66,9 @@ type WorkerConfig struct {
 	MaxRetryDelay time.Duration
 	// Limits bound the series a worker accepts.
 	Limits volume.Limits
+	// Decoder decodes JPEG 2000 and HTJ2K frames (a codec.Pool, which the
+	// caller creates and closes); nil fails such series with a reason.
+	Decoder volume.FrameDecoder
 }
 
 func (c WorkerConfig) withDefaults() WorkerConfig {
@@ -539,7 +542,8 @@ func (w *Worker) download(ctx context.Context, ser *orthanc.Series, t *stageTime
 	if len(ser.Instances) == 0 {
 		return nil, permanent(fmt.Errorf("series %s has no instances", ser.ID))
 	}
-	instances, parse, err := FetchInstances(ctx, uncompressed{w.pacs}, ser.Instances, w.cfg.DownloadConcurrency,
+	parser := volume.Parser{Decoder: w.cfg.Decoder, MaxBytes: w.cfg.Limits.MaxBytes}
+	instances, parse, err := FetchInstancesWith(ctx, uncompressed{w.pacs}, parser, ser.Instances, w.cfg.DownloadConcurrency,
 		func(done, total int) { t.report("download", float64(done)/float64(total)) })
 	t.timings["parse"] = ms(parse)
 	return instances, err

@@ -10,6 +10,7 @@ import (
 
 	"github.com/segbridge/segbridge/bridge"
 	"github.com/segbridge/segbridge/inference"
+	"github.com/segbridge/segbridge/internal/codec"
 	"github.com/segbridge/segbridge/internal/config"
 	"github.com/segbridge/segbridge/internal/model"
 	"github.com/segbridge/segbridge/internal/orthanc"
@@ -82,7 +83,14 @@ func serve(ctx context.Context, logger zerolog.Logger, cfg *config.Config) error
 			return err
 		}
 		defer rt.Close()
-		w, err = inference.NewWorker(logger, q, oc, rt, models, workerConfig(cfg))
+		pool, err := codec.NewPool(logger, codec.Config{})
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		wcfg := workerConfig(cfg)
+		wcfg.Decoder = pool
+		w, err = inference.NewWorker(logger, q, oc, rt, models, wcfg)
 		if err != nil {
 			return err
 		}
@@ -130,6 +138,7 @@ func newOrthanc(logger zerolog.Logger, cfg *config.Config) (*orthanc.Client, err
 		User:            cfg.OrthancUser,
 		Password:        cfg.OrthancPassword,
 		MaxConnsPerHost: max(16, cfg.DownloadConcurrency*cfg.Workers),
+		GDCMRestricted:  cfg.OrthancGDCMRestricted,
 	})
 }
 

@@ -8,6 +8,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/segbridge/segbridge/inference"
+	"github.com/segbridge/segbridge/internal/codec"
 	"github.com/segbridge/segbridge/internal/config"
 	"github.com/segbridge/segbridge/internal/queue"
 )
@@ -45,7 +46,14 @@ func workerCmd(ctx context.Context, logger zerolog.Logger, cfg *config.Config) e
 		return err
 	}
 	defer rt.Close()
-	w, err := inference.NewWorker(logger, q, oc, rt, models, workerConfig(cfg))
+	pool, err := codec.NewPool(logger, codec.Config{})
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	wcfg := workerConfig(cfg)
+	wcfg.Decoder = pool
+	w, err := inference.NewWorker(logger, q, oc, rt, models, wcfg)
 	if err != nil {
 		return err
 	}

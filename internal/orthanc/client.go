@@ -40,6 +40,12 @@ type Config struct {
 	MaxRetryDelay time.Duration
 	// MaxConnsPerHost caps keep-alive connections to Orthanc. Default 16.
 	MaxConnsPerHost int
+	// GDCMRestricted says that Orthanc's GDCM plugin, if loaded, is
+	// restricted to JPEG 2000 (its RestrictTransferSyntaxes), so that a
+	// transcode of the JPEG family reaches only Orthanc's own codecs. Without
+	// it, segbridge asks an Orthanc with the GDCM plugin to transcode nothing
+	// (see transcode.go). Default false.
+	GDCMRestricted bool
 }
 
 func (c Config) withDefaults() Config {
@@ -67,6 +73,8 @@ type Client struct {
 	cfg    Config
 	http   *http.Client
 	logger zerolog.Logger
+	// plugins caches which plugins Orthanc has loaded (see transcode.go).
+	plugins pluginCache
 }
 
 // NewClient returns a client for the Orthanc at cfg.URL.

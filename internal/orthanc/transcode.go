@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/segbridge/segbridge/internal/volume"
 )
@@ -23,15 +25,22 @@ import (
 // Why only the JPEG family: JPEG 2000 is decoded in Orthanc only by a
 // plugin, and with Debian's orthanc-gdcm a transcode of a lossy JPEG 2000
 // instance can kill the whole Orthanc process: segbridge's download would
-// take the hospital's PACS down. JPEG baseline, extended, lossless and
-// JPEG-LS are decoded by Orthanc's built-in DCMTK codecs (by default, with
-// "BuiltinDecoderTranscoderOrder": "After", a loaded GDCM plugin is tried
-// first, with its JPEG and JPEG-LS codecs, not its JPEG 2000 one); segbridge's
-// end-to-end test transcodes each of them with orthanc-gdcm loaded and checks
-// that Orthanc lives. So the allowlist is volume's DecodeByOrthanc syntaxes
-// and nothing else: segbridge decodes JPEG 2000, HTJ2K, RLE and deflate
-// itself (internal/volume, internal/codec) and refuses any other syntax by
-// name without asking Orthanc.
+// take the hospital's PACS down. So the allowlist is volume's DecodeByOrthanc
+// syntaxes (JPEG baseline, extended, lossless, JPEG-LS), which Orthanc's
+// built-in DCMTK codecs decode; segbridge decodes JPEG 2000, HTJ2K, RLE and
+// deflate itself (internal/volume, internal/codec) and refuses any other
+// syntax by name without asking Orthanc.
+//
+// Why the GDCM check: Orthanc tries decoding plugins before its built-in
+// codecs ("BuiltinDecoderTranscoderOrder": "After" is the default), and
+// Debian's orthanc-gdcm 1.5 in its default configuration kills Orthanc
+// 1.10.1 within a few dozen transcodes of any of the JPEG family (measured
+// on ch2 series: baseline, extended, lossless, JPEG-LS; see the README). With
+// the plugin restricted to JPEG 2000 ("Gdcm": {"RestrictTransferSyntaxes":
+// [...]}) the same transcodes go to DCMTK and Orthanc lives. Orthanc's REST
+// API shows which plugins are loaded but not how they are configured, so
+// segbridge asks an Orthanc with GDCM loaded to transcode nothing unless
+// the operator says the plugin is restricted (Config.GDCMRestricted).
 
 // ExplicitVRLittleEndian is the transfer syntax compressed instances are
 // transcoded to.
@@ -95,6 +104,15 @@ func UncompressedInstanceFile(ctx context.Context, p instanceFiler, id string) (
 	if !ok {
 		return data, nil
 	}
+	if g, ok := p.(transcodeGuard); ok {
+		if err := g.transcodeSafe(ctx); err != nil {
+			var ue *UnsafeTranscodeError
+			if errors.As(err, &ue) {
+				ue.InstanceID, ue.TransferSyntax = id, ts
+			}
+			return nil, err
+		}
+	}
 	out, err := tc.TranscodeInstance(ctx, id, ExplicitVRLittleEndian)
 	if err != nil {
 		var he *HTTPError
@@ -126,4 +144,79 @@ func (c *Client) TranscodeInstance(ctx context.Context, id, transferSyntax strin
 	})
 	return c.do(ctx, http.MethodPost, "/instances/"+id+"/modify", body,
 		http.Header{"Content-Type": {"application/json"}, "Accept": {"application/dicom"}})
+}
+
+// UnsafeTranscodeError says that segbridge will not ask this Orthanc to
+// transcode, because a plugin loaded in it could crash it. It wraps
+// volume.ErrInvalidSeries: the job fails at once, with a reason that says
+// what to change.
+type UnsafeTranscodeError struct {
+	InstanceID     string
+	TransferSyntax string
+	Plugin         string
+}
+
+func (e *UnsafeTranscodeError) Error() string {
+	return fmt.Sprintf("instance %s is stored as %s (%s), which segbridge has Orthanc transcode, but Orthanc has the %s plugin "+
+		"loaded, which decodes JPEG before Orthanc's own codecs and can crash Orthanc on such files: restrict the plugin to "+
+		`JPEG 2000 in Orthanc's configuration ("Gdcm": {"RestrictTransferSyntaxes": ["1.2.840.10008.1.2.4.90", `+
+		`"1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.92", "1.2.840.10008.1.2.4.93"]}) and set `+
+		"SEGBRIDGE_ORTHANC_GDCM_RESTRICTED=true, or send the series uncompressed",
+		e.InstanceID, volume.TransferSyntaxName(e.TransferSyntax), e.TransferSyntax, e.Plugin)
+}
+
+func (e *UnsafeTranscodeError) Unwrap() error { return volume.ErrInvalidSeries }
+
+// transcodeGuard says whether asking for a transcode is safe.
+type transcodeGuard interface {
+	transcodeSafe(ctx context.Context) error
+}
+
+var _ transcodeGuard = (*Client)(nil)
+
+// pluginCacheTTL is how long the list of Orthanc's plugins is trusted;
+// plugins change only when Orthanc restarts.
+const pluginCacheTTL = 5 * time.Minute
+
+// pluginCache remembers Orthanc's loaded plugins.
+type pluginCache struct {
+	mu      sync.Mutex
+	plugins []string
+	at      time.Time
+}
+
+// transcodeSafe returns an *UnsafeTranscodeError when Orthanc has the GDCM
+// plugin loaded and the configuration does not say it is restricted.
+func (c *Client) transcodeSafe(ctx context.Context) error {
+	if c.cfg.GDCMRestricted {
+		return nil
+	}
+	plugins, err := c.loadedPlugins(ctx)
+	if err != nil {
+		return fmt.Errorf("list Orthanc's plugins before asking it to transcode: %w", err)
+	}
+	for _, p := range plugins {
+		if strings.EqualFold(p, "gdcm") {
+			return &UnsafeTranscodeError{Plugin: p}
+		}
+	}
+	return nil
+}
+
+// loadedPlugins returns the names Orthanc's GET /plugins lists, cached.
+func (c *Client) loadedPlugins(ctx context.Context) ([]string, error) {
+	c.plugins.mu.Lock()
+	defer c.plugins.mu.Unlock()
+	if c.plugins.plugins != nil && time.Since(c.plugins.at) < pluginCacheTTL {
+		return c.plugins.plugins, nil
+	}
+	var plugins []string
+	if err := c.getJSON(ctx, "/plugins", &plugins); err != nil {
+		return nil, err
+	}
+	if plugins == nil {
+		plugins = []string{}
+	}
+	c.plugins.plugins, c.plugins.at = plugins, time.Now()
+	return plugins, nil
 }

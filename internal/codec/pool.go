@@ -130,6 +130,7 @@ func (p *Pool) Close() error {
 	p.live, p.idle = map[*child]struct{}{}, nil
 	p.mu.Unlock()
 	for _, c := range children {
+		c.closing.Store(true)
 		c.stop()
 	}
 	return nil
@@ -365,6 +366,7 @@ type child struct {
 
 	exited  chan struct{} // closed when the process has been waited for
 	waitErr error         // set before exited is closed
+	closing atomic.Bool   // set by Pool.Close before it kills the child
 }
 
 func (c *child) pid() int {
@@ -421,6 +423,9 @@ func (c *child) roundTrip(ctx context.Context, req *request, dst []byte, timeout
 	switch {
 	case cancelled.Load():
 		return false, ctx.Err()
+	case c.closing.Load():
+		// Killed by Pool.Close, not by its frame.
+		return false, ErrClosed
 	case timedOut.Load():
 		return false, &DecodeError{Reason: fmt.Sprintf("JPEG 2000 decoder did not finish within %s (its process was killed)", timeout)}
 	case err == nil && status == statusOK:

@@ -488,3 +488,21 @@ func TestPool_ReusesAFewChildren(t *testing.T) {
 		t.Errorf("%d children for 41 frames with Size 2, want 1 or 2", n)
 	}
 }
+
+func TestPool_CloseDuringAFrame(t *testing.T) {
+	f, dst := j2kFrame(t)
+	p := newTestPool(t, Config{Size: 1, faults: true, FrameTimeout: time.Minute})
+	mustDecode(t, p, f, dst)
+	done := make(chan error, 1)
+	go func() { done <- p.do(context.Background(), &request{op: opFaultHang}, nil, f) }()
+	for len(p.slots) == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Shutting down is not the frame's fault: the job must not fail for good.
+	if err := <-done; !errors.Is(err, ErrClosed) || errors.Is(err, volume.ErrInvalidSeries) {
+		t.Fatalf("error %v, want ErrClosed", err)
+	}
+}

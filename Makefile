@@ -14,9 +14,13 @@ ORT_SHA256  := 53ef1ac028dd1b05554b8da28d9159eb3876f99868193d2aaa6e67f0243c23d4
 ORT_DIR     := .deps/onnxruntime
 ORT_LIB     := $(ORT_DIR)/libonnxruntime.so.1
 
-# Debian packages the tests and the demo use.
+# Debian packages the build, the tests and the demo use: libopenjp2-7-dev's
+# header for the build, libopenjp2-7 (JPEG 2000) at run time, and the
+# encoders and the Orthanc plugin of the compressed-series tests.
 APT_PKGS := orthanc dicom3tools mricron-data python3-pydicom python3-numpy \
-            python3-nibabel python3-scipy python3-onnx curl ca-certificates
+            python3-nibabel python3-scipy python3-onnx curl ca-certificates \
+            libopenjp2-7 libopenjp2-7-dev libopenjp2-tools openjph-tools dcmtk \
+            libgdcm-tools orthanc-gdcm
 
 export SEGBRIDGE_ORT_LIB := $(CURDIR)/$(ORT_LIB)
 

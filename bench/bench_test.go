@@ -39,6 +39,7 @@ import (
 	"github.com/segbridge/segbridge/internal/orthanc"
 	"github.com/segbridge/segbridge/internal/orthanctest"
 	"github.com/segbridge/segbridge/internal/queue"
+	"github.com/segbridge/segbridge/internal/volume"
 	"github.com/segbridge/segbridge/internal/worker"
 )
 
@@ -298,7 +299,7 @@ func (e *env) benchDownload() {
 				}
 			}))
 			parsed = append(parsed, timeMS(func() {
-				if _, _, err := worker.FetchInstances(ctx, e.client, ser.Instances, 8, nil, nil); err != nil {
+				if _, _, err := worker.FetchInstances(ctx, e.client, volume.Parser{}, ser.Instances, 8, nil, nil); err != nil {
 					e.t.Fatal(err)
 				}
 			}))

@@ -51,7 +51,7 @@ func TestDICOM_EndToEnd(t *testing.T) {
 			{"uneven gaps", []string{"--defect", "gap"}, "uneven slice spacing"},
 			{"4-D echoes", []string{"--echoes", "2"}, "4-D series"},
 			{"non-image objects", []string{"--defect", "no-pixels"}, "not an image"},
-			{"JPEG 2000 without a codec", []string{"--defect", "j2k"}, "Orthanc cannot transcode it"},
+			{"JPEG 2000 with a garbage codestream", []string{"--defect", "j2k"}, "JPEG 2000 decoder: not a valid JPEG 2000 codestream"},
 			{"over the configured voxel limit", []string{"--step", "1"}, "exceeds the limit of 4000000"},
 		}
 		ids := make([]string, len(cases))

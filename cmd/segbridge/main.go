@@ -21,6 +21,7 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/term"
 
+	"github.com/segbridge/segbridge/internal/codec"
 	"github.com/segbridge/segbridge/internal/config"
 )
 
@@ -40,6 +41,9 @@ Configuration is read from the environment; see README.md.
 `
 
 func main() {
+	// A JPEG 2000 decoder child is this binary re-executed; it must become
+	// the child before anything else runs.
+	codec.RunIfChild()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segbridge/segbridge/internal/codec"
 	"github.com/segbridge/segbridge/internal/fixture"
 	"github.com/segbridge/segbridge/internal/orthanctest"
 )
@@ -24,6 +25,9 @@ import (
 // without building it: the test binary re-executes itself with
 // SEGBRIDGE_TEST_EXEC_MAIN=1 and runs main() with its arguments.
 func TestMain(m *testing.M) {
+	// The JPEG 2000 decoder children of `segbridge serve` run in-process
+	// here are this test binary re-executed.
+	codec.RunIfChild()
 	if os.Getenv("SEGBRIDGE_TEST_EXEC_MAIN") == "1" {
 		main()
 		os.Exit(0)

@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/segbridge/segbridge/inference"
+	"github.com/segbridge/segbridge/internal/codec"
 	"github.com/segbridge/segbridge/internal/config"
 	"github.com/segbridge/segbridge/internal/model"
 	"github.com/segbridge/segbridge/internal/pipeline"
@@ -62,9 +63,15 @@ func segmentCmd(ctx context.Context, logger zerolog.Logger, cfg *config.Config, 
 	if err != nil {
 		return err
 	}
+	pool, err := codec.NewPool(logger, codec.Config{})
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	parser := volume.Parser{Decoder: pool}
 	instances := make([]*volume.Instance, 0, len(files))
 	for name, data := range files {
-		inst, err := volume.ParseInstance(data)
+		inst, err := parser.ParseInstance(ctx, data)
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}

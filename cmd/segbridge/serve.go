@@ -10,6 +10,7 @@ import (
 
 	"github.com/segbridge/segbridge/bridge"
 	"github.com/segbridge/segbridge/inference"
+	"github.com/segbridge/segbridge/internal/codec"
 	"github.com/segbridge/segbridge/internal/config"
 	"github.com/segbridge/segbridge/internal/intake"
 	"github.com/segbridge/segbridge/internal/model"
@@ -92,7 +93,12 @@ func serve(ctx context.Context, logger zerolog.Logger, cfg *config.Config) error
 			return err
 		}
 		defer rt.Close()
-		w, err = newWorker(logger, cfg, q, oc, rt, models, q.AckWait())
+		pool, err := codec.NewPool(logger, codec.Config{})
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		w, err = newWorker(logger, cfg, q, oc, rt, pool, models, q.AckWait())
 		if err != nil {
 			return err
 		}
@@ -151,6 +157,7 @@ func newOrthanc(logger zerolog.Logger, cfg *config.Config) (*orthanc.Client, err
 		Password:        cfg.OrthancPassword,
 		MaxConnsPerHost: max(16, cfg.DownloadConcurrency*cfg.Workers),
 		MaxBodyBytes:    limits(cfg).MaxBytes,
+		GDCMRestricted:  cfg.OrthancGDCMRestricted,
 	})
 }
 
@@ -185,7 +192,7 @@ func limits(cfg *config.Config) volume.Limits {
 
 // newWorker builds the workers of serve and of `segbridge worker`.
 func newWorker(logger zerolog.Logger, cfg *config.Config, jobs worker.JobSource, oc *orthanc.Client, rt *inference.Runtime,
-	models []*model.Model, ackWait time.Duration) (*worker.Worker, error) {
+	decoder volume.FrameDecoder, models []*model.Model, ackWait time.Duration) (*worker.Worker, error) {
 	pl, err := pipeline.New(rt, pipeline.Config{Limits: limits(cfg), SoftwareVersions: "segbridge " + Version})
 	if err != nil {
 		return nil, err
@@ -195,6 +202,7 @@ func newWorker(logger zerolog.Logger, cfg *config.Config, jobs worker.JobSource,
 		DownloadConcurrency: cfg.DownloadConcurrency,
 		Heartbeat:           ackWait / 3,
 		RetryDelay:          cfg.RetryDelay,
+		Decoder:             decoder,
 	})
 }
 

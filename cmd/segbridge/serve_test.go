@@ -58,16 +58,27 @@ func randomToken() string {
 
 func setupSystem(t *testing.T, extraEnv map[string]string) *system {
 	t.Helper()
+	return setupSystemWith(t, extraEnv, nil)
+}
+
+// setupSystemWith is setupSystem with extra Orthanc configuration (e.g.
+// "Plugins").
+func setupSystemWith(t *testing.T, extraEnv map[string]string, orthancExtra map[string]any) *system {
+	t.Helper()
 	root := fixture.Root(t)
 	bridgePort := orthanctest.FreePort(t)
 	s := &system{token: randomToken(), logs: &syncBuffer{}}
 	s.bridge = fmt.Sprintf("http://127.0.0.1:%d", bridgePort)
+	extra := map[string]any{"Segbridge": map[string]any{
+		"Url": s.bridge, "Token": s.token, "Modalities": []string{"MR"},
+	}}
+	for k, v := range orthancExtra {
+		extra[k] = v
+	}
 	s.orthanc = orthanctest.Start(t, orthanctest.Options{
 		StableAge:  2,
 		LuaScripts: []string{filepath.Join(root, "orthanc-lua/segbridge.lua")},
-		Extra: map[string]any{"Segbridge": map[string]any{
-			"Url": s.bridge, "Token": s.token, "Modalities": []string{"MR"},
-		}},
+		Extra:      extra,
 	})
 	env := map[string]string{
 		"ORTHANC_URL":             s.orthanc.URL,

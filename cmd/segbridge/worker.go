@@ -7,6 +7,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/segbridge/segbridge/inference"
+	"github.com/segbridge/segbridge/internal/codec"
 	"github.com/segbridge/segbridge/internal/config"
 	"github.com/segbridge/segbridge/internal/queue"
 )
@@ -44,7 +45,12 @@ func workerCmd(ctx context.Context, logger zerolog.Logger, cfg *config.Config) e
 		return err
 	}
 	defer rt.Close()
-	w, err := newWorker(logger, cfg, q, oc, rt, models, cfg.AckWait)
+	pool, err := codec.NewPool(logger, codec.Config{})
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	w, err := newWorker(logger, cfg, q, oc, rt, pool, models, cfg.AckWait)
 	if err != nil {
 		return err
 	}

@@ -27,6 +27,10 @@ type Config struct {
 	// OrthancPublicURL (SEGBRIDGE_ORTHANC_PUBLIC_URL, default OrthancURL) is
 	// the base of the Orthanc Explorer links the API returns.
 	OrthancPublicURL string
+	// OrthancGDCMRestricted (SEGBRIDGE_ORTHANC_GDCM_RESTRICTED, default
+	// false) says that Orthanc's GDCM plugin, if loaded, is restricted to
+	// JPEG 2000, so that Orthanc's own codecs transcode the JPEG family.
+	OrthancGDCMRestricted bool
 
 	// Listen (SEGBRIDGE_LISTEN, default 127.0.0.1:8080) is the HTTP address.
 	Listen string
@@ -179,6 +183,13 @@ func FromEnv(getenv func(string) string) (*Config, error) {
 	}
 	c.OrthancPublicURL = or(getenv("SEGBRIDGE_ORTHANC_PUBLIC_URL"), c.OrthancURL)
 	var errs []error
+	if v := getenv("SEGBRIDGE_ORTHANC_GDCM_RESTRICTED"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("SEGBRIDGE_ORTHANC_GDCM_RESTRICTED: %q is not true or false", v))
+		}
+		c.OrthancGDCMRestricted = b
+	}
 	secret := func(name string, dst *string) {
 		v, warn, err := fromFileOrEnv(getenv, name)
 		if err != nil {

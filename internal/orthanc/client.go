@@ -46,6 +46,12 @@ type Config struct {
 	// is refused before or while it is read. Default 2 GiB. JSON answers are
 	// capped at 64 MiB.
 	MaxBodyBytes int64
+	// GDCMRestricted says that Orthanc's GDCM plugin, if loaded, is
+	// restricted to JPEG 2000 (its RestrictTransferSyntaxes), so that a
+	// transcode of the JPEG family reaches only Orthanc's own codecs. Without
+	// it, segbridge asks an Orthanc with the GDCM plugin to transcode nothing
+	// (see transcode.go). Default false.
+	GDCMRestricted bool
 }
 
 func (c Config) withDefaults() Config {
@@ -77,6 +83,8 @@ type Client struct {
 	http   *http.Client
 	logger zerolog.Logger
 	segs   *segIndex
+	// plugins caches which plugins Orthanc has loaded (see transcode.go).
+	plugins pluginCache
 }
 
 // NewClient returns a client for the Orthanc at cfg.URL.

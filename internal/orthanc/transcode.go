@@ -2,14 +2,13 @@ package orthanc
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"strings"
-
-	"github.com/suyashkumar/dicom/pkg/uid"
+	"sync"
+	"time"
 
 	"github.com/segbridge/segbridge/internal/volume"
 )
@@ -19,11 +18,29 @@ import (
 // on GET /instances/{id}/file and always answers the stored bytes. What it does
 // support is POST /instances/{id}/modify with "Transcode", which answers the
 // modified file without storing it; with "Keep": ["SOPInstanceUID"] and
-// "Force": true nothing but the encoding changes. Its DCMTK build decodes JPEG
-// baseline/extended/lossless, JPEG-LS, RLE and deflated data, but not JPEG 2000
-// (that needs a codec plugin such as GDCM). A file is asked for twice only when
-// it is stored compressed: the stored bytes are fetched first and their file
-// meta information says whether they need it.
+// "Force": true nothing but the encoding changes. A file is asked for twice
+// only when it is stored compressed: the stored bytes are fetched first and
+// their file meta information says whether they need it.
+//
+// Why only the JPEG family: JPEG 2000 is decoded in Orthanc only by a
+// plugin, and with Debian's orthanc-gdcm a transcode of a lossy JPEG 2000
+// instance can kill the whole Orthanc process: segbridge's download would
+// take the hospital's PACS down. So the allowlist is volume's DecodeByOrthanc
+// syntaxes (JPEG baseline, extended, lossless, JPEG-LS), which Orthanc's
+// built-in DCMTK codecs decode; segbridge decodes JPEG 2000, HTJ2K, RLE and
+// deflate itself (internal/volume, internal/codec) and refuses any other
+// syntax by name without asking Orthanc.
+//
+// Why the GDCM check: Orthanc tries decoding plugins before its built-in
+// codecs ("BuiltinDecoderTranscoderOrder": "After" is the default), and
+// Debian's orthanc-gdcm 1.5 in its default configuration kills Orthanc
+// 1.10.1 within a few dozen transcodes of any of the JPEG family (measured
+// on ch2 series: baseline, extended, lossless, JPEG-LS; see the README). With
+// the plugin restricted to JPEG 2000 ("Gdcm": {"RestrictTransferSyntaxes":
+// [...]}) the same transcodes go to DCMTK and Orthanc lives. Orthanc's REST
+// API shows which plugins are loaded but not how they are configured, so
+// segbridge asks an Orthanc with GDCM loaded to transcode nothing unless
+// the operator says the plugin is restricted (Config.GDCMRestricted).
 
 // ExplicitVRLittleEndian is the transfer syntax compressed instances are
 // transcoded to.
@@ -44,9 +61,9 @@ type TranscodeError struct {
 }
 
 func (e *TranscodeError) Error() string {
-	return fmt.Sprintf("instance %s is stored as %s (%s) and Orthanc cannot transcode it to Explicit VR Little Endian (%v): "+
-		"install an Orthanc plugin that decodes it (for JPEG 2000 the GDCM plugin, Debian package orthanc-gdcm) "+
-		"or send the series uncompressed", e.InstanceID, transferSyntaxName(e.TransferSyntax), e.TransferSyntax, e.Err)
+	return fmt.Sprintf("instance %s is stored as %s (%s) and Orthanc could not transcode it to Explicit VR Little Endian (%v): "+
+		"Orthanc's built-in codec refused the file, which may be corrupt; send the series uncompressed",
+		e.InstanceID, volume.TransferSyntaxName(e.TransferSyntax), e.TransferSyntax, e.Err)
 }
 
 func (e *TranscodeError) Unwrap() []error {
@@ -65,25 +82,36 @@ type instanceTranscoder interface {
 
 var _ instanceTranscoder = (*Client)(nil)
 
-// UncompressedInstanceFile downloads instance id and, when it is stored in a
-// transfer syntax other than Implicit or Explicit VR Little Endian or Explicit
-// VR Big Endian, asks Orthanc for it transcoded to Explicit VR Little Endian.
-// p is usually a *Client; a p that cannot transcode (a test double) gets the
-// stored bytes back, which the DICOM parser then refuses with its own reason.
-// Bytes that are not a Part-10 file are returned as they are, for the parser
-// to refuse.
+// UncompressedInstanceFile downloads instance id and, only when it is stored
+// in one of the JPEG syntaxes that Orthanc's built-in codecs decode (see
+// volume.TransferSyntaxDecoding: DecodeByOrthanc), asks Orthanc for it
+// transcoded to Explicit VR Little Endian. Every other file is returned as
+// stored: volume decodes uncompressed, deflated, RLE, JPEG 2000 and HTJ2K
+// data itself and refuses any other syntax by name. p is usually a *Client;
+// a p that cannot transcode (a test double) gets the stored bytes back, which
+// the DICOM parser then refuses with its own reason. Bytes that are not a
+// Part-10 file are returned as they are, for the parser to refuse.
 func UncompressedInstanceFile(ctx context.Context, p instanceFiler, id string) ([]byte, error) {
 	data, err := p.InstanceFile(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	ts, ok := fileTransferSyntax(data)
-	if !ok || isNative(ts) {
+	ts, ok := volume.FileTransferSyntax(data)
+	if !ok || volume.TransferSyntaxDecoding(ts) != volume.DecodeByOrthanc {
 		return data, nil
 	}
 	tc, ok := p.(instanceTranscoder)
 	if !ok {
 		return data, nil
+	}
+	if g, ok := p.(transcodeGuard); ok {
+		if err := g.transcodeSafe(ctx); err != nil {
+			var ue *UnsafeTranscodeError
+			if errors.As(err, &ue) {
+				ue.InstanceID, ue.TransferSyntax = id, ts
+			}
+			return nil, err
+		}
 	}
 	out, err := tc.TranscodeInstance(ctx, id, ExplicitVRLittleEndian)
 	if err != nil {
@@ -95,7 +123,7 @@ func UncompressedInstanceFile(ctx context.Context, p instanceFiler, id string) (
 		}
 		return nil, fmt.Errorf("transcode instance %s from %s: %w", id, ts, err)
 	}
-	if got, ok := fileTransferSyntax(out); ok && got != ExplicitVRLittleEndian {
+	if got, ok := volume.FileTransferSyntax(out); ok && got != ExplicitVRLittleEndian {
 		return nil, &TranscodeError{InstanceID: id, TransferSyntax: ts,
 			Err: fmt.Errorf("Orthanc answered %s", got)}
 	}
@@ -118,53 +146,77 @@ func (c *Client) TranscodeInstance(ctx context.Context, id, transferSyntax strin
 		http.Header{"Content-Type": {"application/json"}, "Accept": {"application/dicom"}})
 }
 
-// isNative reports whether segbridge's DICOM parser reads ts itself.
-func isNative(ts string) bool {
-	switch ts {
-	case "1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2":
-		return true
-	}
-	return false
+// UnsafeTranscodeError says that segbridge will not ask this Orthanc to
+// transcode, because a plugin loaded in it could crash it. It wraps
+// volume.ErrInvalidSeries: the job fails at once, with a reason that says
+// what to change.
+type UnsafeTranscodeError struct {
+	InstanceID     string
+	TransferSyntax string
+	Plugin         string
 }
 
-// fileTransferSyntax reads TransferSyntaxUID from a Part-10 file's meta
-// information (always Explicit VR Little Endian); ok is false when data is
-// not a well-formed Part-10 file.
-func fileTransferSyntax(data []byte) (string, bool) {
-	if len(data) < 132 || string(data[128:132]) != "DICM" {
-		return "", false
-	}
-	for pos := 132; pos+8 <= len(data); {
-		group := binary.LittleEndian.Uint16(data[pos:])
-		elem := binary.LittleEndian.Uint16(data[pos+2:])
-		if group != 0x0002 {
-			return "", false
-		}
-		vr := string(data[pos+4 : pos+6])
-		var n, hdr int
-		switch vr {
-		case "OB", "OD", "OF", "OL", "OW", "SQ", "UC", "UN", "UR", "UT":
-			if pos+12 > len(data) {
-				return "", false
-			}
-			n, hdr = int(binary.LittleEndian.Uint32(data[pos+8:])), 12
-		default:
-			n, hdr = int(binary.LittleEndian.Uint16(data[pos+6:])), 8
-		}
-		if n < 0 || n > len(data)-pos-hdr {
-			return "", false
-		}
-		if elem == 0x0010 {
-			return strings.TrimRight(string(data[pos+hdr:pos+hdr+n]), " \x00"), true
-		}
-		pos += hdr + n
-	}
-	return "", false
+func (e *UnsafeTranscodeError) Error() string {
+	return fmt.Sprintf("instance %s is stored as %s (%s), which segbridge has Orthanc transcode, but Orthanc has the %s plugin "+
+		"loaded, which decodes JPEG before Orthanc's own codecs and can crash Orthanc on such files: restrict the plugin to "+
+		`JPEG 2000 in Orthanc's configuration ("Gdcm": {"RestrictTransferSyntaxes": ["1.2.840.10008.1.2.4.90", `+
+		`"1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.92", "1.2.840.10008.1.2.4.93"]}) and set `+
+		"SEGBRIDGE_ORTHANC_GDCM_RESTRICTED=true, or send the series uncompressed",
+		e.InstanceID, volume.TransferSyntaxName(e.TransferSyntax), e.TransferSyntax, e.Plugin)
 }
 
-func transferSyntaxName(ts string) string {
-	if info, err := uid.Lookup(ts); err == nil {
-		return info.Name
+func (e *UnsafeTranscodeError) Unwrap() error { return volume.ErrInvalidSeries }
+
+// transcodeGuard says whether asking for a transcode is safe.
+type transcodeGuard interface {
+	transcodeSafe(ctx context.Context) error
+}
+
+var _ transcodeGuard = (*Client)(nil)
+
+// pluginCacheTTL is how long the list of Orthanc's plugins is trusted;
+// plugins change only when Orthanc restarts.
+const pluginCacheTTL = 5 * time.Minute
+
+// pluginCache remembers Orthanc's loaded plugins.
+type pluginCache struct {
+	mu      sync.Mutex
+	plugins []string
+	at      time.Time
+}
+
+// transcodeSafe returns an *UnsafeTranscodeError when Orthanc has the GDCM
+// plugin loaded and the configuration does not say it is restricted.
+func (c *Client) transcodeSafe(ctx context.Context) error {
+	if c.cfg.GDCMRestricted {
+		return nil
 	}
-	return "an unknown transfer syntax"
+	plugins, err := c.loadedPlugins(ctx)
+	if err != nil {
+		return fmt.Errorf("list Orthanc's plugins before asking it to transcode: %w", err)
+	}
+	for _, p := range plugins {
+		if strings.EqualFold(p, "gdcm") {
+			return &UnsafeTranscodeError{Plugin: p}
+		}
+	}
+	return nil
+}
+
+// loadedPlugins returns the names Orthanc's GET /plugins lists, cached.
+func (c *Client) loadedPlugins(ctx context.Context) ([]string, error) {
+	c.plugins.mu.Lock()
+	defer c.plugins.mu.Unlock()
+	if c.plugins.plugins != nil && time.Since(c.plugins.at) < pluginCacheTTL {
+		return c.plugins.plugins, nil
+	}
+	var plugins []string
+	if err := c.getJSON(ctx, "/plugins", &plugins); err != nil {
+		return nil, err
+	}
+	if plugins == nil {
+		plugins = []string{}
+	}
+	c.plugins.plugins, c.plugins.at = plugins, time.Now()
+	return plugins, nil
 }

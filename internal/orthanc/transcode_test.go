@@ -4,8 +4,12 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
+
+	"github.com/rs/zerolog"
 
 	"github.com/segbridge/segbridge/internal/volume"
 )
@@ -52,13 +56,26 @@ func TestUncompressedInstanceFile(t *testing.T) {
 		{name: "not DICOM is left to the parser", stored: []byte("garbage")},
 		{name: "JPEG lossless is transcoded", stored: part10("1.2.840.10008.1.2.4.70"),
 			transcode: func(string) ([]byte, error) { return native, nil }, wantAsked: 1},
-		{name: "no codec is a permanent reason", stored: part10("1.2.840.10008.1.2.4.90"),
+		{name: "JPEG baseline is transcoded", stored: part10("1.2.840.10008.1.2.4.50"),
+			transcode: func(string) ([]byte, error) { return native, nil }, wantAsked: 1},
+		{name: "JPEG-LS near-lossless is transcoded", stored: part10("1.2.840.10008.1.2.4.81"),
+			transcode: func(string) ([]byte, error) { return native, nil }, wantAsked: 1},
+		// What can crash Orthanc, or what segbridge decodes itself, is
+		// never asked for: the stored bytes go to the parser.
+		{name: "JPEG 2000 lossy is never sent to Orthanc", stored: part10("1.2.840.10008.1.2.4.91")},
+		{name: "JPEG 2000 lossless is never sent to Orthanc", stored: part10("1.2.840.10008.1.2.4.90")},
+		{name: "HTJ2K is never sent to Orthanc", stored: part10("1.2.840.10008.1.2.4.201")},
+		{name: "JPEG 2000 Part 2 is never sent to Orthanc", stored: part10("1.2.840.10008.1.2.4.92")},
+		{name: "RLE is decoded here", stored: part10("1.2.840.10008.1.2.5")},
+		{name: "deflate is decoded here", stored: part10("1.2.840.10008.1.2.1.99")},
+		{name: "an unknown syntax is never sent to Orthanc", stored: part10("1.2.826.0.1.3680043.99")},
+		{name: "Orthanc refusing a JPEG file is a permanent reason", stored: part10("1.2.840.10008.1.2.4.70"),
 			transcode: func(string) ([]byte, error) {
 				return nil, &HTTPError{Method: "POST", Path: "/x", StatusCode: http.StatusInternalServerError,
 					Message: "Internal error (Cannot transcode to transfer syntax: 1.2.840.10008.1.2.1)"}
 			},
-			wantAsked: 1, wantErr: volume.ErrInvalidSeries, wantMsg: "orthanc-gdcm"},
-		{name: "Orthanc down is not permanent", stored: part10("1.2.840.10008.1.2.5"),
+			wantAsked: 1, wantErr: volume.ErrInvalidSeries, wantMsg: "Orthanc could not transcode it"},
+		{name: "Orthanc down is not permanent", stored: part10("1.2.840.10008.1.2.4.80"),
 			transcode: func(string) ([]byte, error) {
 				return nil, &HTTPError{Method: "POST", Path: "/x", StatusCode: http.StatusServiceUnavailable}
 			},
@@ -89,16 +106,66 @@ func TestUncompressedInstanceFile(t *testing.T) {
 	}
 }
 
-// FuzzFileTransferSyntax: the meta header of downloaded bytes must never
-// panic the reader.
-func FuzzFileTransferSyntax(f *testing.F) {
-	f.Add(part10(ExplicitVRLittleEndian))
-	f.Add(part10("1.2.840.10008.1.2.4.70"))
-	f.Add([]byte("DICM"))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		ts, ok := fileTransferSyntax(data)
-		if !ok && ts != "" {
-			t.Fatalf("not ok but ts %q", ts)
-		}
-	})
+func TestUncompressedInstanceFile_GDCMGuard(t *testing.T) {
+	jpeg := part10("1.2.840.10008.1.2.4.51")
+	native := part10(ExplicitVRLittleEndian)
+	tests := []struct {
+		name        string
+		plugins     string
+		restricted  bool
+		stored      []byte
+		wantModify  bool
+		wantUnsafe  bool
+		wantPlugins bool
+	}{
+		{name: "no plugin: Orthanc's own codec transcodes", plugins: `[]`, stored: jpeg, wantModify: true, wantPlugins: true},
+		{name: "GDCM loaded: nothing is asked", plugins: `["gdcm","dicom-web"]`, stored: jpeg, wantUnsafe: true, wantPlugins: true},
+		{name: "GDCM restricted by the operator", plugins: `["gdcm"]`, restricted: true, stored: jpeg, wantModify: true},
+		{name: "JPEG 2000 with GDCM loaded: never asked, not even the plugins", plugins: `["gdcm"]`,
+			stored: part10("1.2.840.10008.1.2.4.91")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var mu sync.Mutex
+			asked := map[string]int{}
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				mu.Lock()
+				asked[r.URL.Path]++
+				mu.Unlock()
+				switch {
+				case r.URL.Path == "/plugins":
+					_, _ = w.Write([]byte(tt.plugins))
+				case strings.HasSuffix(r.URL.Path, "/file"):
+					_, _ = w.Write(tt.stored)
+				case strings.HasSuffix(r.URL.Path, "/modify"):
+					_, _ = w.Write(native)
+				default:
+					http.NotFound(w, r)
+				}
+			}))
+			defer srv.Close()
+			c, err := NewClient(zerolog.Nop(), Config{URL: srv.URL, GDCMRestricted: tt.restricted})
+			if err != nil {
+				t.Fatal(err)
+			}
+			id := "6b9e19d9-62094390-5f9ddb01-4a191ae7-9766b715"
+			for range 2 { // the second call uses the cached plugin list
+				_, err = UncompressedInstanceFile(context.Background(), c, id)
+			}
+			var ue *UnsafeTranscodeError
+			switch {
+			case tt.wantUnsafe && (!errors.As(err, &ue) || !errors.Is(err, volume.ErrInvalidSeries) ||
+				!strings.Contains(err.Error(), "SEGBRIDGE_ORTHANC_GDCM_RESTRICTED=true") || !strings.Contains(err.Error(), id)):
+				t.Fatalf("error %v, want an UnsafeTranscodeError naming the instance and the fix", err)
+			case !tt.wantUnsafe && err != nil:
+				t.Fatalf("error %v", err)
+			}
+			if got := asked["/instances/"+id+"/modify"] > 0; got != tt.wantModify {
+				t.Errorf("asked Orthanc to transcode: %v, want %v", got, tt.wantModify)
+			}
+			if got := asked["/plugins"]; (got > 0) != tt.wantPlugins || got > 1 {
+				t.Errorf("asked for the plugins %d times, want %v (once, then cached)", got, tt.wantPlugins)
+			}
+		})
+	}
 }

@@ -1,7 +1,7 @@
 package volume
 
 import (
-	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -103,48 +103,22 @@ func (in *Instance) Pixels() []float32 {
 	return dst
 }
 
-// ParseInstance parses one DICOM Part-10 file holding an uncompressed,
-// greyscale image: a classic single-frame instance, or an enhanced multi-frame
-// one whose geometry is in per-frame or shared functional groups (see
-// Instance.Frames). Every error wraps ErrInvalidSeries: a non-image object, a
-// compressed transfer syntax, a multi-frame object without functional groups,
-// a pixel format other than 8/16/32-bit MONOCHROME2 integers, missing or
-// corrupt geometry, or bytes that are not well-formed DICOM.
-func ParseInstance(data []byte) (inst *Instance, err error) {
-	// suyashkumar/dicom panics on some malformed input (type assertions on
-	// element values); a panic there is a bad file, not a bug of ours.
-	defer func() {
-		if r := recover(); r != nil {
-			inst, err = nil, fmt.Errorf("%w: malformed DICOM file: parser failed: %v", ErrInvalidSeries, r)
-		}
-	}()
-	ts, err := checkStructure(data)
-	if err != nil {
-		if ts != "" {
-			if _, _, tsErr := nativeTransferSyntax(ts); tsErr != nil {
-				return nil, fmt.Errorf("%w: %w", ErrInvalidSeries, tsErr)
-			}
-		}
-		return nil, fmt.Errorf("%w: malformed DICOM file: %w", ErrInvalidSeries, err)
-	}
-	ds, err := dicom.Parse(bytes.NewReader(data), int64(len(data)), nil,
-		dicom.SkipProcessingPixelDataValue(), dicom.AllowUnknownSpecificCharacterSet())
-	if err != nil {
-		return nil, fmt.Errorf("%w: malformed DICOM file: %w", ErrInvalidSeries, err)
-	}
-	inst, err = newInstance(&ds, ts)
-	if err != nil {
-		if inst != nil && inst.SOPInstanceUID != "" {
-			return nil, fmt.Errorf("%w: instance %s: %w", ErrInvalidSeries, inst.SOPInstanceUID, err)
-		}
-		return nil, fmt.Errorf("%w: %w", ErrInvalidSeries, err)
-	}
-	return inst, nil
+// ParseInstance parses one DICOM Part-10 file holding a greyscale image: a
+// classic single-frame instance, or an enhanced multi-frame one whose
+// geometry is in per-frame or shared functional groups (see
+// Instance.Frames). Uncompressed, deflated and RLE Lossless pixel data are
+// read; JPEG 2000 needs a Parser with a FrameDecoder. Every error wraps
+// ErrInvalidSeries: a non-image object, a transfer syntax this package does
+// not decode, a multi-frame object without functional groups, a pixel format
+// other than 8/16/32-bit MONOCHROME2 integers, missing or corrupt geometry,
+// or bytes that are not well-formed DICOM.
+func ParseInstance(data []byte) (*Instance, error) {
+	return Parser{}.ParseInstance(context.Background(), data)
 }
 
 // newInstance reads the attributes of an image instance out of ds. On error it
 // may return a partly filled Instance so the caller can name it.
-func newInstance(ds *dicom.Dataset, ts string) (*Instance, error) {
+func newInstance(ds *dicom.Dataset, ts string, src *pixelSource) (*Instance, error) {
 	in := &Instance{}
 	var err error
 	if in.SOPInstanceUID, err = requiredString(ds, tag.SOPInstanceUID); err != nil {
@@ -193,11 +167,9 @@ func newInstance(ds *dicom.Dataset, ts string) (*Instance, error) {
 	if err := in.readPixelFormat(ds, ts); err != nil {
 		return in, err
 	}
-	info, ok := pixElem.Value.GetValue().(dicom.PixelDataInfo)
-	if !ok || info.IsEncapsulated || !info.IntentionallyUnprocessed {
-		return in, errEncapsulated
+	if in.raw, err = src.pixels(in, pixElem, frames); err != nil {
+		return in, err
 	}
-	in.raw = info.UnprocessedValueData
 	// Rows and Columns are below 2^16 and a sample at most 4 bytes, so plane
 	// fits; times up to 2^31 frames it may not.
 	plane := in.Rows * in.Cols * in.pix.bytesPerSample()

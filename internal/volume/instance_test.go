@@ -186,12 +186,33 @@ func TestParseInstance_Rejections(t *testing.T) {
 			wantErr: "not an image: SOP class 1.2.840.10008.5.1.4.1.1.88.11 (Basic Text SR",
 		},
 		{
-			name:    "JPEG 2000",
+			name:    "JPEG 2000 with native pixel data",
 			modify:  func(s *synth) { s.ts = "1.2.840.10008.1.2.4.90" },
-			wantErr: "series is stored with transfer syntax 1.2.840.10008.1.2.4.90 (JPEG 2000 Image Compression (Lossless Only)); Orthanc could not transcode it",
+			wantErr: "pixel data is not encapsulated although transfer syntax JPEG 2000 Image Compression (Lossless Only) (1.2.840.10008.1.2.4.90) is",
 		},
 		{
-			name: "deflated",
+			name:    "a syntax nobody here decodes",
+			modify:  func(s *synth) { s.ts = "1.2.840.10008.1.2.4.100" },
+			wantErr: "series is stored with transfer syntax 1.2.840.10008.1.2.4.100 (MPEG2 Main Profile / Main Level), which segbridge cannot decode",
+		},
+		{
+			name: "an unknown syntax",
+			data: func(t *testing.T) []byte {
+				// The writer refuses unknown UIDs; write one of the
+				// same length and rename it.
+				s := axialSynth(0)
+				s.ts = "1.2.840.10008.1.2.4.50"
+				return bytes.Replace(s.encode(t), []byte(s.ts), []byte("1.2.826.0.1.3680043.99"), 1)
+			},
+			wantErr: "transfer syntax 1.2.826.0.1.3680043.99 (unknown transfer syntax), which segbridge cannot decode",
+		},
+		{
+			name:    "JPEG lossless not transcoded by Orthanc",
+			modify:  func(s *synth) { s.ts = "1.2.840.10008.1.2.4.70" },
+			wantErr: "which segbridge has Orthanc transcode on download; these bytes were not transcoded",
+		},
+		{
+			name: "deflated but not deflate",
 			data: func(t *testing.T) []byte {
 				// The writer refuses deflate; write JPEG Baseline (a UID
 				// of the same length) and rename it.
@@ -199,7 +220,7 @@ func TestParseInstance_Rejections(t *testing.T) {
 				s.ts = "1.2.840.10008.1.2.4.50"
 				return bytes.Replace(s.encode(t), []byte(s.ts), []byte(tsDeflatedLE), 1)
 			},
-			wantErr: "transfer syntax 1.2.840.10008.1.2.1.99 (Deflated Explicit VR Little Endian)",
+			wantErr: "malformed DICOM file: deflated dataset: flate: corrupt input",
 		},
 		{
 			name:    "multi-frame",

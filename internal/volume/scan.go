@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/suyashkumar/dicom/pkg/tag"
-	"github.com/suyashkumar/dicom/pkg/uid"
 )
 
 // Why a pre-scan: suyashkumar/dicom allocates each value's buffer from the
@@ -52,25 +51,45 @@ type walker struct {
 	b        []byte
 	bo       binary.ByteOrder
 	implicit bool
+	// encapsulated allows PixelData of undefined length (fragments).
+	encapsulated bool
+	// items collects the items of the top-level encapsulated PixelData:
+	// the Basic Offset Table, then the fragments.
+	items [][]byte
+}
+
+// fileScan is what checkStructure learns about a Part-10 file.
+type fileScan struct {
+	// ts is the TransferSyntaxUID of the file meta information.
+	ts string
+	// metaEnd is where the dataset starts, after the file meta information.
+	metaEnd int
+	// items are the items of the top-level PixelData when it is
+	// encapsulated: [0] the Basic Offset Table, then the fragments, each a
+	// slice of the file's bytes; nil for native pixel data.
+	items [][]byte
 }
 
 // checkStructure validates the Part-10 framing and element lengths of data and
-// returns the transfer syntax UID from its file meta information.
-func checkStructure(data []byte) (string, error) {
+// returns the transfer syntax UID from its file meta information, with the
+// fragments of encapsulated pixel data. A deflated dataset cannot be walked
+// as it is: for one, only the meta information is checked, and the caller
+// inflates the rest (inflatePart10) and checks that.
+func checkStructure(data []byte) (fileScan, error) {
 	if len(data) < 132 || string(data[128:132]) != "DICM" {
-		return "", errors.New("not a DICOM Part-10 file (no DICM prefix at byte 128)")
+		return fileScan{}, errors.New("not a DICOM Part-10 file (no DICM prefix at byte 128)")
 	}
 	pos := 132
 	// (0002,0000) UL, explicit little endian: tag(4) VR(2) VL(2) value(4).
 	if len(data) < pos+12 || binary.LittleEndian.Uint16(data[pos:]) != 0x0002 ||
 		binary.LittleEndian.Uint16(data[pos+2:]) != 0x0000 || string(data[pos+4:pos+6]) != "UL" ||
 		binary.LittleEndian.Uint16(data[pos+6:]) != 4 {
-		return "", errors.New("file meta information does not start with its group length (0002,0000)")
+		return fileScan{}, errors.New("file meta information does not start with its group length (0002,0000)")
 	}
 	metaLen := int64(binary.LittleEndian.Uint32(data[pos+8:]))
 	pos += 12
 	if metaLen > int64(len(data)-pos) {
-		return "", fmt.Errorf("file meta information group length %d runs past the end of the file", metaLen)
+		return fileScan{}, fmt.Errorf("file meta information group length %d runs past the end of the file", metaLen)
 	}
 	metaEnd := pos + int(metaLen)
 	meta := walker{b: data, bo: binary.LittleEndian}
@@ -78,33 +97,39 @@ func checkStructure(data []byte) (string, error) {
 	for pos < metaEnd {
 		next, t, err := meta.element(pos, metaEnd, 0)
 		if err != nil {
-			return "", fmt.Errorf("file meta information: %w", err)
+			return fileScan{}, fmt.Errorf("file meta information: %w", err)
 		}
 		if t == tag.TransferSyntaxUID {
 			vr := string(data[pos+4 : pos+6])
 			if vr != "UI" {
-				return "", fmt.Errorf("file meta information: TransferSyntaxUID has VR %q, want UI", vr)
+				return fileScan{}, fmt.Errorf("file meta information: TransferSyntaxUID has VR %q, want UI", vr)
 			}
 			ts = strings.TrimRight(string(data[pos+8:next]), " \x00")
 		}
 		pos = next
 	}
 	if ts == "" {
-		return "", errors.New("file meta information has no TransferSyntaxUID")
+		return fileScan{}, errors.New("file meta information has no TransferSyntaxUID")
 	}
+	scan := fileScan{ts: ts, metaEnd: metaEnd}
 	bo, implicit, err := nativeTransferSyntax(ts)
 	if err != nil {
-		return ts, err
+		return scan, err
 	}
-	w := walker{b: data, bo: bo, implicit: implicit}
+	if ts == tsDeflatedLE {
+		return scan, nil
+	}
+	dec := TransferSyntaxDecoding(ts)
+	w := walker{b: data, bo: bo, implicit: implicit, encapsulated: dec == DecodeFrames || ts == tsRLELossless}
 	for pos < len(data) {
 		next, _, err := w.element(pos, len(data), 0)
 		if err != nil {
-			return ts, fmt.Errorf("dataset at byte %d: %w", pos, err)
+			return scan, fmt.Errorf("dataset at byte %d: %w", pos, err)
 		}
 		pos = next
 	}
-	return ts, nil
+	scan.items = w.items
+	return scan, nil
 }
 
 // element checks the element that starts at pos and must end by end, and
@@ -164,7 +189,11 @@ func (w *walker) element(pos, end, depth int) (int, tag.Tag, error) {
 		next, err := w.sequence(pos, end, vl, depth+1)
 		return next, t, err
 	case vl == undefinedLength && t == tag.PixelData:
-		return 0, t, errEncapsulated
+		if !w.encapsulated {
+			return 0, t, errEncapsulated
+		}
+		next, err := w.fragments(pos, end, depth)
+		return next, t, err
 	case vl == undefinedLength:
 		return 0, t, fmt.Errorf("element %v (VR %s) has undefined length", t, vr)
 	case int64(vl) > int64(end-pos):
@@ -237,33 +266,38 @@ func (w *walker) item(pos, end int, vl uint32, depth int) (int, error) {
 	return pos, nil
 }
 
-// Transfer syntaxes whose pixel data this package decodes itself.
-const (
-	tsImplicitLE = "1.2.840.10008.1.2"
-	tsExplicitLE = "1.2.840.10008.1.2.1"
-	tsExplicitBE = "1.2.840.10008.1.2.2"
-	tsDeflatedLE = "1.2.840.10008.1.2.1.99"
-)
-
-// nativeTransferSyntax returns how a transfer syntax this package can read is
-// encoded, and a message naming it otherwise.
-func nativeTransferSyntax(ts string) (binary.ByteOrder, bool, error) {
-	switch ts {
-	case tsImplicitLE:
-		return binary.LittleEndian, true, nil
-	case tsExplicitLE:
-		return binary.LittleEndian, false, nil
-	case tsExplicitBE:
-		return binary.BigEndian, false, nil
+// fragments checks the items of encapsulated pixel data (PS3.5 A.4) that
+// start at pos: defined-length items, the first being the Basic Offset
+// Table, ended by a sequence delimiter. At the top level (depth 0) it
+// records them in w.items. Each item takes at least 8 bytes of the file, so
+// their number is bounded by its size.
+func (w *walker) fragments(pos, end, depth int) (int, error) {
+	for n := 0; ; n++ {
+		if end-pos < 8 {
+			return 0, errors.New("encapsulated pixel data runs past the end of the file")
+		}
+		t := tag.Tag{Group: w.bo.Uint16(w.b[pos:]), Element: w.bo.Uint16(w.b[pos+2:])}
+		vl := w.bo.Uint32(w.b[pos+4:])
+		pos += 8
+		switch {
+		case t == tag.SequenceDelimitationItem && n == 0:
+			return 0, errors.New("encapsulated pixel data has no Basic Offset Table item")
+		case t == tag.SequenceDelimitationItem && vl != 0:
+			// suyashkumar/dicom would go on reading after the 8 bytes
+			// whatever the length says; refuse rather than disagree.
+			return 0, fmt.Errorf("encapsulated pixel data: its sequence delimiter has length %d, want 0", vl)
+		case t == tag.SequenceDelimitationItem:
+			return pos, nil
+		case t != tag.Item:
+			return 0, fmt.Errorf("encapsulated pixel data holds %v where a fragment item belongs", t)
+		case vl == undefinedLength:
+			return 0, fmt.Errorf("encapsulated pixel data: item %d has undefined length", n)
+		case int64(vl) > int64(end-pos):
+			return 0, fmt.Errorf("encapsulated pixel data: item %d of %d bytes runs past the end of the file (%d bytes left)", n, vl, end-pos)
+		}
+		if depth == 0 {
+			w.items = append(w.items, w.b[pos:pos+int(vl):pos+int(vl)])
+		}
+		pos += int(vl)
 	}
-	return nil, false, fmt.Errorf("series is stored with transfer syntax %s (%s); Orthanc could not transcode it: "+
-		"segbridge decodes only uncompressed pixel data (Implicit or Explicit VR Little Endian)",
-		ts, transferSyntaxName(ts))
-}
-
-func transferSyntaxName(ts string) string {
-	if info, err := uid.Lookup(ts); err == nil {
-		return info.Name
-	}
-	return "unknown transfer syntax"
 }

@@ -79,10 +79,11 @@ feed:
 
 // FetchInstances downloads and parses a series' instances with FetchFiles,
 // parsing each file as it arrives. It returns the instances in ids' order and
-// the time spent parsing, summed over the goroutines. accept, when set, sees
-// each file's size first and may refuse it (a byte budget); progress, when
-// set, is called after each instance.
-func FetchInstances(ctx context.Context, f InstanceFetcher, ids []string, concurrency int,
+// the time spent parsing, summed over the goroutines. parser decodes what
+// needs decoding (volume.Parser's Decoder for JPEG 2000). accept, when set,
+// sees each file's size first and may refuse it (a byte budget); progress,
+// when set, is called after each instance.
+func FetchInstances(ctx context.Context, f InstanceFetcher, parser volume.Parser, ids []string, concurrency int,
 	accept func(size int) error, progress func(done, total int)) ([]*volume.Instance, time.Duration, error) {
 	out := make([]*volume.Instance, len(ids))
 	var (
@@ -97,7 +98,7 @@ func FetchInstances(ctx context.Context, f InstanceFetcher, ids []string, concur
 			}
 		}
 		start := time.Now()
-		inst, err := volume.ParseInstance(data)
+		inst, err := parser.ParseInstance(ctx, data)
 		took := time.Since(start)
 		if err != nil {
 			return fmt.Errorf("instance %s: %w", ids[i], err)

@@ -84,6 +84,9 @@ type Config struct {
 	// ProgressEvery is the least time between two progress reports within a
 	// stage. Default 500 ms.
 	ProgressEvery time.Duration
+	// Decoder decodes JPEG 2000 and HTJ2K frames (a codec.Pool, which the
+	// caller creates and closes); nil fails such series with a reason.
+	Decoder volume.FrameDecoder
 	// Clock drives heartbeats, waits and timings; tests pass a fake one.
 	// Default: the real clock.
 	Clock clockwork.Clock
@@ -488,7 +491,8 @@ func (w *Worker) download(ctx context.Context, ser *orthanc.Series, t *pipeline.
 		return nil, fmt.Errorf("series %s: %w", ser.ID, err)
 	}
 	budget := lim.NewBudget()
-	instances, parse, err := FetchInstances(ctx, uncompressed{w.pacs}, ser.Instances, w.cfg.DownloadConcurrency, budget.Add,
+	parser := volume.Parser{Decoder: w.cfg.Decoder, MaxBytes: lim.MaxBytes}
+	instances, parse, err := FetchInstances(ctx, uncompressed{w.pacs}, parser, ser.Instances, w.cfg.DownloadConcurrency, budget.Add,
 		func(done, total int) { t.Progress("download", float64(done)/float64(total)) })
 	t.Set("parse", parse)
 	return instances, err

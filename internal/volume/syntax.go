@@ -1,0 +1,176 @@
+package volume
+
+import (
+	"encoding/binary"
+	"fmt"
+	"strings"
+
+	"github.com/suyashkumar/dicom/pkg/uid"
+)
+
+// Transfer syntaxes are sniffed and sorted here, and only here: the Orthanc
+// client asks TransferSyntaxDecoding whether to have a file transcoded, and
+// the parser asks it how to read the pixels. Each syntax has exactly one
+// decoder, chosen for safety first:
+//
+//   - uncompressed syntaxes are read as they are;
+//   - RLE Lossless and deflate are decoded here, in pure Go, in process
+//     (a malformed stream can only make Go code return an error or panic,
+//     and ParseInstance recovers from panics);
+//   - JPEG 2000 and HTJ2K go to a FrameDecoder, in segbridge OpenJPEG run in
+//     child processes (internal/codec), because a C decoder fed bytes from
+//     any modality on the network can crash, hang or allocate without bound;
+//   - the JPEG family (baseline, extended, lossless, JPEG-LS) is transcoded by
+//     Orthanc's built-in DCMTK codecs, which Orthanc tries before any plugin;
+//   - nothing else is ever sent to Orthanc for transcoding: with Debian's
+//     orthanc-gdcm plugin loaded, a transcode of a lossy JPEG 2000 instance can
+//     kill the whole Orthanc process, so a syntax not on the list above fails
+//     the series, naming the syntax.
+
+// Transfer syntax UIDs this package names.
+const (
+	tsImplicitLE        = "1.2.840.10008.1.2"
+	tsExplicitLE        = "1.2.840.10008.1.2.1"
+	tsDeflatedLE        = "1.2.840.10008.1.2.1.99"
+	tsExplicitBE        = "1.2.840.10008.1.2.2"
+	tsJPEGBaseline      = "1.2.840.10008.1.2.4.50"
+	tsJPEGExtended      = "1.2.840.10008.1.2.4.51"
+	tsJPEGLossless      = "1.2.840.10008.1.2.4.57"
+	tsJPEGLosslessSV1   = "1.2.840.10008.1.2.4.70"
+	tsJPEGLSLossless    = "1.2.840.10008.1.2.4.80"
+	tsJPEGLSNear        = "1.2.840.10008.1.2.4.81"
+	tsJ2KLossless       = "1.2.840.10008.1.2.4.90"
+	tsJ2K               = "1.2.840.10008.1.2.4.91"
+	tsHTJ2KLossless     = "1.2.840.10008.1.2.4.201"
+	tsHTJ2KLosslessRPCL = "1.2.840.10008.1.2.4.202"
+	tsHTJ2K             = "1.2.840.10008.1.2.4.203"
+	tsRLELossless       = "1.2.840.10008.1.2.5"
+)
+
+// Decoding says who decodes the pixel data of a transfer syntax.
+type Decoding int
+
+const (
+	// DecodeNone: nobody here decodes it; a series stored so fails,
+	// naming the syntax.
+	DecodeNone Decoding = iota
+	// DecodeNative: uncompressed pixels, read as they are.
+	DecodeNative
+	// DecodeInProcess: RLE Lossless and Deflated Explicit VR Little Endian,
+	// decoded by this package in pure Go.
+	DecodeInProcess
+	// DecodeFrames: JPEG 2000 and HTJ2K, decoded frame by frame by the
+	// Parser's FrameDecoder.
+	DecodeFrames
+	// DecodeByOrthanc: the JPEG family that Orthanc's built-in DCMTK codecs
+	// decode; the file is fetched transcoded to Explicit VR Little Endian.
+	DecodeByOrthanc
+)
+
+// TransferSyntaxDecoding returns who decodes the pixel data of transfer
+// syntax ts.
+func TransferSyntaxDecoding(ts string) Decoding {
+	switch ts {
+	case tsImplicitLE, tsExplicitLE, tsExplicitBE:
+		return DecodeNative
+	case tsDeflatedLE, tsRLELossless:
+		return DecodeInProcess
+	case tsJ2KLossless, tsJ2K, tsHTJ2KLossless, tsHTJ2KLosslessRPCL, tsHTJ2K:
+		return DecodeFrames
+	case tsJPEGBaseline, tsJPEGExtended, tsJPEGLossless, tsJPEGLosslessSV1, tsJPEGLSLossless, tsJPEGLSNear:
+		return DecodeByOrthanc
+	}
+	return DecodeNone
+}
+
+// TransferSyntaxName returns the name of transfer syntax ts, or "unknown
+// transfer syntax".
+func TransferSyntaxName(ts string) string {
+	// suyashkumar/dicom v1.1.0's table predates HTJ2K (2023).
+	switch ts {
+	case tsHTJ2KLossless:
+		return "High-Throughput JPEG 2000 Image Compression (Lossless Only)"
+	case tsHTJ2KLosslessRPCL:
+		return "High-Throughput JPEG 2000 with RPCL Options Image Compression (Lossless Only)"
+	case tsHTJ2K:
+		return "High-Throughput JPEG 2000 Image Compression"
+	}
+	if info, err := uid.Lookup(ts); err == nil && info.Type == uid.TypeTransferSyntax {
+		return info.Name
+	}
+	return "unknown transfer syntax"
+}
+
+// describeSyntax names ts for messages: "JPEG 2000 Image Compression
+// (1.2.840.10008.1.2.4.91)".
+func describeSyntax(ts string) string {
+	return fmt.Sprintf("%s (%s)", TransferSyntaxName(ts), ts)
+}
+
+// isJ2K reports whether ts holds JPEG 2000 codestreams (HTJ2K included).
+func isJ2K(ts string) bool {
+	return TransferSyntaxDecoding(ts) == DecodeFrames
+}
+
+// FileTransferSyntax reads TransferSyntaxUID from the file meta information
+// of a Part-10 file (always Explicit VR Little Endian); ok is false when data
+// does not start like a well-formed Part-10 file.
+func FileTransferSyntax(data []byte) (ts string, ok bool) {
+	if len(data) < 132 || string(data[128:132]) != "DICM" {
+		return "", false
+	}
+	for pos := 132; pos+8 <= len(data); {
+		group := binary.LittleEndian.Uint16(data[pos:])
+		elem := binary.LittleEndian.Uint16(data[pos+2:])
+		if group != 0x0002 {
+			return "", false
+		}
+		var n, hdr int
+		if isLongVL(string(data[pos+4 : pos+6])) {
+			if pos+12 > len(data) {
+				return "", false
+			}
+			n, hdr = int(binary.LittleEndian.Uint32(data[pos+8:])), 12
+		} else {
+			n, hdr = int(binary.LittleEndian.Uint16(data[pos+6:])), 8
+		}
+		if n < 0 || n > len(data)-pos-hdr {
+			return "", false
+		}
+		if elem == 0x0010 {
+			ts = strings.TrimRight(string(data[pos+hdr:pos+hdr+n]), " \x00")
+			return ts, ts != ""
+		}
+		pos += hdr + n
+	}
+	return "", false
+}
+
+// nativeTransferSyntax returns how the dataset of a transfer syntax this
+// package reads is encoded: byte order and implicit VR. Every compressed
+// syntax encodes its dataset as Explicit VR Little Endian (PS3.5 A.4), and
+// the pixels this package decodes from it are little endian too. For a
+// syntax nobody here decodes it returns a message naming the syntax and what
+// to do.
+func nativeTransferSyntax(ts string) (binary.ByteOrder, bool, error) {
+	switch TransferSyntaxDecoding(ts) {
+	case DecodeNative:
+		switch ts {
+		case tsImplicitLE:
+			return binary.LittleEndian, true, nil
+		case tsExplicitBE:
+			return binary.BigEndian, false, nil
+		}
+		return binary.LittleEndian, false, nil
+	case DecodeInProcess, DecodeFrames:
+		return binary.LittleEndian, false, nil
+	case DecodeByOrthanc:
+		return nil, false, fmt.Errorf("series is stored with transfer syntax %s (%s), which segbridge has Orthanc "+
+			"transcode on download; these bytes were not transcoded (decompress the files first, e.g. with "+
+			"dcmdjpeg or dcmdjpls, or fetch them through Orthanc)", ts, TransferSyntaxName(ts))
+	}
+	return nil, false, fmt.Errorf("series is stored with transfer syntax %s (%s), which segbridge cannot decode: "+
+		"it reads uncompressed, deflated, RLE, JPEG 2000 and HTJ2K pixel data itself, and has Orthanc transcode "+
+		"JPEG baseline, extended, lossless and JPEG-LS; send the series in one of those",
+		ts, TransferSyntaxName(ts))
+}

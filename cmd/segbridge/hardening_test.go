@@ -139,7 +139,7 @@ func TestHardening_MalformedUploadsDoNotStopTheService(t *testing.T) {
 	}
 	t.Logf("reason shown: %s", j.Error)
 
-	good := fixture.MakeSeries(t, false, "--plane", "axial", "--step", "4", "--patient-id", "GOOD", "--seed", "22")
+	good := fixture.MakeSeries(t, false, "--plane", "axial", "--step", "2", "--patient-id", "GOOD", "--seed", "22")
 	id := s.upload(t, good.Dir)
 	v := s.waitDone(t, id, 60*time.Second)
 	s.checkSEG(t, v.Jobs[0].SEGSeriesID, good)

@@ -55,7 +55,7 @@ func djangoStatus(st queue.State) string {
 func (s *Server) django(v JobView) DjangoRequest {
 	st := v.Status
 	r := DjangoRequest{
-		Success:      st.State != queue.StateFailed && st.State != queue.StateCancelled,
+		Success:      st.State != queue.StateFailed && st.State != queue.StateCancelled && st.State != queue.StateSkipped,
 		RequestID:    st.ID,
 		Status:       djangoStatus(st.State),
 		SeriesID:     st.SeriesID,
@@ -79,6 +79,8 @@ func (s *Server) django(v JobView) DjangoRequest {
 		r.Message = "segmentation failed: " + st.Error
 	case queue.StateCancelled:
 		r.Message = "segmentation was cancelled"
+	case queue.StateSkipped:
+		r.Message = "segmentation skipped: " + st.Error
 	default:
 		r.Message = "segmentation is " + r.Status + "; ask GET /api/mri/segmentation/status/" + st.ID + "/"
 	}
@@ -117,7 +119,7 @@ func (s *Server) djangoSegment(c echo.Context) error {
 	switch v.State {
 	case queue.StateQueued, queue.StateRunning:
 		code = http.StatusAccepted
-	case queue.StateFailed:
+	case queue.StateFailed, queue.StateSkipped:
 		code = http.StatusUnprocessableEntity
 	case queue.StateCancelled:
 		code = http.StatusConflict
@@ -216,8 +218,10 @@ func (s *Server) djangoRequests(c echo.Context) error {
 		state = queue.StateFailed
 	case "cancelled":
 		state = queue.StateCancelled
+	case "skipped":
+		state = queue.StateSkipped
 	default:
-		return echo.NewHTTPError(http.StatusBadRequest, "status must be one of pending, processing, completed, failed, cancelled")
+		return echo.NewHTTPError(http.StatusBadRequest, "status must be one of pending, processing, completed, failed, skipped, cancelled")
 	}
 	sts, err := s.queue.List(c.Request().Context(), state, limit)
 	if err != nil {

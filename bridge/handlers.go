@@ -305,7 +305,11 @@ func (s *Server) listJobs(c echo.Context) error {
 	}
 	state := queue.State(c.QueryParam("state"))
 	if state != "" && !state.Valid() {
-		return echo.NewHTTPError(http.StatusBadRequest, "state must be one of queued, running, done, failed, cancelled")
+		names := make([]string, len(queue.States))
+		for i, st := range queue.States {
+			names[i] = string(st)
+		}
+		return echo.NewHTTPError(http.StatusBadRequest, "state must be one of "+strings.Join(names, ", "))
 	}
 	sts, err := s.queue.List(c.Request().Context(), state, limit)
 	if err != nil {

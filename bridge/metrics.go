@@ -123,7 +123,7 @@ func (m *metrics) write(w io.Writer, depth uint64, depthErr error) {
 		byState[s]++
 	}
 	fmt.Fprintf(w, "# HELP segbridge_jobs Jobs in the status bucket by state.\n# TYPE segbridge_jobs gauge\n")
-	for _, s := range []queue.State{queue.StateQueued, queue.StateRunning, queue.StateDone, queue.StateFailed, queue.StateCancelled} {
+	for _, s := range queue.States {
 		fmt.Fprintf(w, "segbridge_jobs{state=%q} %d\n", s, byState[s])
 	}
 	fmt.Fprintf(w, "# HELP segbridge_jobs_queued_total Jobs this bridge queued, by trigger.\n# TYPE segbridge_jobs_queued_total counter\n")

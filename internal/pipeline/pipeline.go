@@ -36,6 +36,15 @@ type Config struct {
 	SoftwareVersions string
 }
 
+// NotApplicable is the error of a run whose model must not run on the series
+// by a rule of its manifest that needs the series itself (its headers or
+// geometry). The job ends skipped with Reason, not failed.
+type NotApplicable struct {
+	Reason string
+}
+
+func (e *NotApplicable) Error() string { return "not applicable: " + e.Reason }
+
 // Pipeline runs series through a model.
 type Pipeline struct {
 	seg Segmenter

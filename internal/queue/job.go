@@ -11,7 +11,7 @@ type State string
 
 // The states of a job:
 //
-//	queued → running → done | failed
+//	queued → running → done | failed | skipped
 //	   ↑        │
 //	   └────────┘ retry later, hand back, lease lost
 //	queued | running → cancelled
@@ -23,17 +23,24 @@ const (
 	StateDone      State = "done"
 	StateFailed    State = "failed"
 	StateCancelled State = "cancelled"
+	// StateSkipped ends a job whose worker found that the model must not run
+	// on the series (a rule that needs the series' headers, which the intake
+	// cannot read when Orthanc's webhook calls it).
+	StateSkipped State = "skipped"
 )
+
+// States lists every state, in the order of a job's life.
+var States = []State{StateQueued, StateRunning, StateDone, StateFailed, StateSkipped, StateCancelled}
 
 // Final reports whether s ends a job.
 func (s State) Final() bool {
-	return s == StateDone || s == StateFailed || s == StateCancelled
+	return s == StateDone || s == StateFailed || s == StateCancelled || s == StateSkipped
 }
 
 // Valid reports whether s is one of the states.
 func (s State) Valid() bool {
 	switch s {
-	case StateQueued, StateRunning, StateDone, StateFailed, StateCancelled:
+	case StateQueued, StateRunning, StateDone, StateFailed, StateCancelled, StateSkipped:
 		return true
 	}
 	return false
@@ -119,8 +126,12 @@ type Status struct {
 	Progress float64 `json:"progress,omitempty"`
 	// Attempts counts deliveries to a worker in this generation.
 	Attempts int `json:"attempts"`
-	// Error says why a failed job failed, or why the last attempt did.
+	// Error says why a failed job failed, why a skipped one was skipped, or
+	// why the last attempt failed.
 	Error string `json:"error,omitempty"`
+	// Warnings are what a done job's result should be read with (a segment
+	// outside its expected volume, for instance).
+	Warnings []string `json:"warnings,omitempty"`
 	// Worker names the worker that ran it last.
 	Worker string `json:"worker,omitempty"`
 	// Source is "orthanc" when the result was found in Orthanc (a SEG by
@@ -162,4 +173,6 @@ type Result struct {
 	// Found is true when the result was already in Orthanc and the model
 	// did not run.
 	Found bool `json:"found,omitempty"`
+	// Warnings go into the job's status.
+	Warnings []string `json:"warnings,omitempty"`
 }

@@ -184,6 +184,8 @@ func (q *Queue) serveRPC(ctx context.Context, logger zerolog.Logger, op string, 
 		st, err = q.Complete(ctx, l, *req.Result)
 	case "fail":
 		st, err = q.Fail(ctx, l, req.Reason, req.Timings)
+	case "skip":
+		st, err = q.Skip(ctx, l, req.Reason, req.Timings)
 	case "retry":
 		st, err = q.RetryLater(ctx, l, req.Delay, req.Reason, req.Timings)
 	case "handback":
@@ -404,6 +406,14 @@ func (r *Remote) Fail(ctx context.Context, l *Lease, reason string, timings map[
 	req := r.leaseRequest(l)
 	req.Reason, req.Timings = reason, timings
 	resp, err := r.call(ctx, "fail", req)
+	return resp.Status, err
+}
+
+// Skip ends the job as skipped.
+func (r *Remote) Skip(ctx context.Context, l *Lease, reason string, timings map[string]float64) (*Status, error) {
+	req := r.leaseRequest(l)
+	req.Reason, req.Timings = reason, timings
+	resp, err := r.call(ctx, "skip", req)
 	return resp.Status, err
 }
 

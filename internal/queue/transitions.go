@@ -399,6 +399,7 @@ func (q *Queue) Complete(ctx context.Context, l *Lease, res Result) (*Status, er
 		next := *cur
 		next.State, next.Stage, next.Progress, next.Error = StateDone, "", 1, ""
 		next.SEGSeriesID, next.SEGInstanceID, next.Timings = res.SEGSeriesID, res.SEGInstanceID, res.Timings
+		next.Warnings = res.Warnings
 		next.Source = ""
 		if res.Found {
 			next.Source = "orthanc"
@@ -417,6 +418,21 @@ func (q *Queue) Fail(ctx context.Context, l *Lease, reason string, timings map[s
 		}
 		next := *cur
 		next.State, next.Stage, next.Error, next.Timings = StateFailed, "", reason, timings
+		next.LeaseHash, next.LeaseUntil, next.FinishedAt = "", nil, q.timePtr()
+		return &next, nil
+	})
+	return st, q.settle(l, err, ackTerm)
+}
+
+// Skip ends a running job as skipped with reason: its worker found that the
+// model must not run on the series. It terminates the message.
+func (q *Queue) Skip(ctx context.Context, l *Lease, reason string, timings map[string]float64) (*Status, error) {
+	st, err := q.transition(ctx, l.Job.ID, func(cur *Status) (*Status, error) {
+		if err := owned("skip", cur, l); err != nil {
+			return nil, err
+		}
+		next := *cur
+		next.State, next.Stage, next.Error, next.Timings = StateSkipped, "", reason, timings
 		next.LeaseHash, next.LeaseUntil, next.FinishedAt = "", nil, q.timePtr()
 		return &next, nil
 	})

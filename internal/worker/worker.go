@@ -37,6 +37,7 @@ type JobSource interface {
 	Progress(ctx context.Context, l *queue.Lease, stage string, progress float64) error
 	Complete(ctx context.Context, l *queue.Lease, res queue.Result) (*queue.Status, error)
 	Fail(ctx context.Context, l *queue.Lease, reason string, timings map[string]float64) (*queue.Status, error)
+	Skip(ctx context.Context, l *queue.Lease, reason string, timings map[string]float64) (*queue.Status, error)
 	RetryLater(ctx context.Context, l *queue.Lease, delay time.Duration, reason string, timings map[string]float64) (*queue.Status, error)
 	HandBack(ctx context.Context, l *queue.Lease, reason string) (*queue.Status, error)
 }
@@ -305,6 +306,11 @@ func (w *Worker) end(ctx context.Context, log zerolog.Logger, l *queue.Lease, re
 		if terr == nil {
 			log.Info().Str("seg_series", res.SEGSeriesID).Bool("found", res.Found).Float64("total_ms", timings["total"]).Msg("job done")
 		}
+	case errors.As(err, new(*pipeline.NotApplicable)):
+		var na *pipeline.NotApplicable
+		errors.As(err, &na)
+		st, terr = w.jobs.Skip(rctx, l, na.Reason, timings)
+		log.Info().Str("reason", na.Reason).Msg("job skipped: the model does not apply to the series")
 	case ctx.Err() != nil:
 		st, terr = w.jobs.HandBack(rctx, l, "worker "+w.cfg.Name+" stopped during the job; it will run again")
 		if terr == nil {

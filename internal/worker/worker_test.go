@@ -89,6 +89,11 @@ func (f *fakeJobs) Fail(_ context.Context, l *queue.Lease, reason string, _ map[
 	return &queue.Status{Job: l.Job, State: queue.StateFailed}, nil
 }
 
+func (f *fakeJobs) Skip(_ context.Context, l *queue.Lease, reason string, _ map[string]float64) (*queue.Status, error) {
+	f.events <- event{op: "skip", job: l.Job.ID, reason: reason}
+	return &queue.Status{Job: l.Job, State: queue.StateSkipped}, nil
+}
+
 func (f *fakeJobs) RetryLater(_ context.Context, l *queue.Lease, delay time.Duration, reason string, _ map[string]float64) (*queue.Status, error) {
 	f.events <- event{op: "retry", job: l.Job.ID, reason: reason, delay: delay}
 	return &queue.Status{Job: l.Job, State: queue.StateQueued}, nil
@@ -357,13 +362,14 @@ func TestWorker_FailureKinds(t *testing.T) {
 		{"Orthanc 503 is retried", 1, &orthanc.HTTPError{StatusCode: 503, Method: "GET", Path: "/x"}, "retry", 5 * time.Second, "503"},
 		{"backoff doubles", 3, errors.New("connection refused"), "retry", 20 * time.Second, "refused"},
 		{"Orthanc 401 fails", 1, &orthanc.HTTPError{StatusCode: 401, Method: "GET", Path: "/x"}, "fail", 0, "ORTHANC_USER"},
+		{"a model that does not apply skips", 1, fmt.Errorf("x: %w", &pipeline.NotApplicable{Reason: "slices are 5 mm apart"}), "skip", 0, "5 mm"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, b := setup(t)
 			b.runner.run = func(context.Context, pipeline.Input) (*pipeline.Output, error) { return nil, tt.err }
 			b.deliver(tt.attempt)
-			e := b.waitEvent(t, "complete", "fail", "retry", "handback")
+			e := b.waitEvent(t, "complete", "fail", "retry", "handback", "skip")
 			if e.op != tt.wantOp || e.delay != tt.wantDelay || !strings.Contains(e.reason, tt.wantIn) {
 				t.Fatalf("event %+v, want %s after %s containing %q", e, tt.wantOp, tt.wantDelay, tt.wantIn)
 			}

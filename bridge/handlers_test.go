@@ -266,7 +266,7 @@ func TestServer_MetricsCountSkips(t *testing.T) {
 	rec := httptest.NewRecorder()
 	s.Handler().ServeHTTP(rec, req)
 	for _, want := range []string{
-		`segbridge_series_skipped_total{trigger="webhook",reason="modality_not_configured"} 1`,
+		`segbridge_series_skipped_total{reason="modality_not_configured",trigger="webhook"} 1`,
 		`segbridge_jobs_queued_total{trigger="webhook"} 1`,
 	} {
 		if !strings.Contains(rec.Body.String(), want) {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 
 	"github.com/segbridge/segbridge/internal/intake"
@@ -145,6 +146,8 @@ type Server struct {
 	orthanc seriesReader
 	echo    *echo.Echo
 	metrics *metrics
+	// metricsHTTP serves /metrics from the metrics' own registry.
+	metricsHTTP http.Handler
 
 	// longPolls holds a token per waiting long-poll; stopping is closed by
 	// Stop so that they all answer at once.
@@ -182,6 +185,10 @@ func New(logger zerolog.Logger, q jobQueue, in admitter, o seriesReader, cfg Con
 		cfg.Metrics = NewMetrics()
 	}
 	s.metrics = cfg.Metrics.m
+	s.metrics.mu.Lock()
+	s.metrics.depth = q.Depth
+	s.metrics.mu.Unlock()
+	s.metricsHTTP = promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{ErrorLog: nil})
 	s.echo = s.routes()
 	s.echo.Server.ReadHeaderTimeout = cfg.HeaderTimeout
 	s.echo.Server.ReadTimeout = cfg.ReadTimeout
@@ -311,10 +318,7 @@ func (s *Server) timeWebhook(next echo.HandlerFunc) echo.HandlerFunc {
 }
 
 func (s *Server) metricsHandler(c echo.Context) error {
-	depth, err := s.depth(c.Request().Context())
-	c.Response().Header().Set(echo.HeaderContentType, "text/plain; version=0.0.4; charset=utf-8")
-	c.Response().WriteHeader(http.StatusOK)
-	s.metrics.write(c.Response(), depth, err)
+	s.metricsHTTP.ServeHTTP(c.Response(), c.Request())
 	return nil
 }
 

@@ -415,7 +415,7 @@ func TestHardening_IntakeAppliesTheWholeRules(t *testing.T) {
 	}
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if want := `segbridge_series_skipped_total{trigger="webhook",reason="model_does_not_apply"} 1`; !strings.Contains(string(b), want) {
+	if want := `segbridge_series_skipped_total{reason="model_does_not_apply",trigger="webhook"} 1`; !strings.Contains(string(b), want) {
 		t.Errorf("/metrics lacks %s", want)
 	}
 	if !strings.Contains(s.logs.String(), `"reason":"model_does_not_apply"`) {

@@ -72,9 +72,12 @@ func serve(ctx context.Context, logger zerolog.Logger, cfg *config.Config) error
 		}
 		rec, err = reconcile.New(logger, oc, q, admit, reconcile.Config{
 			Interval:  cfg.ReconcileInterval,
-			StartFrom: cfg.ReconcileFrom,
+			StartFrom: int64(cfg.ReconcileFrom),
 		})
 		if err != nil {
+			return err
+		}
+		if err := metrics.Reconciler(rec.Stats); err != nil {
 			return err
 		}
 	}
@@ -187,7 +190,7 @@ func runtimeConfig(cfg *config.Config) inference.RuntimeConfig {
 }
 
 func limits(cfg *config.Config) volume.Limits {
-	return volume.Limits{MaxVoxels: int64(cfg.MaxVoxels), MaxBytes: int64(cfg.MaxBytes)}.WithDefaults()
+	return volume.Limits{MaxVoxels: cfg.MaxVoxels, MaxBytes: cfg.MaxBytes}.WithDefaults()
 }
 
 // newWorker builds the workers of serve and of `segbridge worker`.

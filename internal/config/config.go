@@ -8,139 +8,165 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
+	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/caarlos0/env/v11"
 )
 
-// Config is every setting of the segbridge binary. Each field documents its
-// environment variable and default.
+// Config is every setting of the segbridge binary. Each field names its
+// environment variable and default in its tags (read by
+// github.com/caarlos0/env): the defaults live here and nowhere else, and a
+// test checks the README's tables against these tags. Secrets (the fields
+// without an env tag below Secrets) are read by FromEnv from the variable or
+// from the file its _FILE twin names.
 type Config struct {
-	// OrthancURL (ORTHANC_URL, default http://127.0.0.1:8042) is Orthanc's REST API.
-	OrthancURL string
-	// OrthancUser and OrthancPassword (ORTHANC_USER, ORTHANC_PASSWORD, or
-	// ORTHANC_PASSWORD_FILE) authenticate to Orthanc. No default.
-	OrthancUser     string
+	// OrthancURL is Orthanc's REST API.
+	OrthancURL string `env:"ORTHANC_URL" envDefault:"http://127.0.0.1:8042"`
+	// OrthancUser authenticates to Orthanc with OrthancPassword. No default.
+	OrthancUser string `env:"ORTHANC_USER"`
+	// OrthancPublicURL is the base of the Orthanc Explorer links the API
+	// returns; empty means OrthancURL.
+	OrthancPublicURL string `env:"SEGBRIDGE_ORTHANC_PUBLIC_URL"`
+	// OrthancGDCMRestricted says that Orthanc's GDCM plugin, if loaded, is
+	// restricted to JPEG 2000, so that Orthanc's own codecs transcode the
+	// JPEG family.
+	OrthancGDCMRestricted bool `env:"SEGBRIDGE_ORTHANC_GDCM_RESTRICTED" envDefault:"false"`
+
+	// Listen is the bridge's HTTP address.
+	Listen string `env:"SEGBRIDGE_LISTEN" envDefault:"127.0.0.1:8080"`
+	// DataDir holds the embedded queue's files.
+	DataDir string `env:"SEGBRIDGE_DATA_DIR" envDefault:"./segbridge-data"`
+
+	// NATSURL selects an external NATS server instead of the embedded one;
+	// NATSCreds and NATSNKeySeed are credentials files for it (NATSToken is
+	// a secret, below). NATSListen opens the embedded server to remote
+	// workers; it needs NATSToken, of at least MinNetworkTokenLen characters
+	// when NATSListen is not loopback.
+	NATSURL      string `env:"SEGBRIDGE_NATS_URL"`
+	NATSCreds    string `env:"SEGBRIDGE_NATS_CREDS"`
+	NATSNKeySeed string `env:"SEGBRIDGE_NATS_NKEY_SEED"`
+	NATSListen   string `env:"SEGBRIDGE_NATS_LISTEN"`
+	// NATSTLSCA, NATSTLSCert and NATSTLSKey are PEM files. Connecting: the CA
+	// of the server's certificate and a client certificate and key. On the
+	// embedded listener: its certificate and key and, with a CA, required
+	// client certificates signed by it.
+	NATSTLSCA   string `env:"SEGBRIDGE_NATS_TLS_CA"`
+	NATSTLSCert string `env:"SEGBRIDGE_NATS_TLS_CERT"`
+	NATSTLSKey  string `env:"SEGBRIDGE_NATS_TLS_KEY"`
+	// NATSAllowPlaintext allows NATSListen on a non-loopback address without
+	// TLS, for a listener behind a VPN or TLS tunnel.
+	NATSAllowPlaintext bool `env:"SEGBRIDGE_NATS_ALLOW_PLAINTEXT" envDefault:"false"`
+
+	// RetryDelay is the delay before a job that failed for a transient
+	// reason is tried again; it doubles with each attempt, up to 5 minutes.
+	RetryDelay time.Duration `env:"SEGBRIDGE_RETRY_DELAY" envDefault:"5s"`
+	// ReconcileInterval is how often the bridge reads Orthanc's /changes
+	// feed; "off" (or 0) disables the reconciler.
+	ReconcileInterval time.Duration `env:"SEGBRIDGE_RECONCILE_INTERVAL" envDefault:"5s"`
+	// ReconcileFrom is where the reconciler starts when it has no saved
+	// position: "latest" (only new changes, LatestChange) or a change number
+	// (0: every series Orthanc holds).
+	ReconcileFrom ChangeNumber `env:"SEGBRIDGE_RECONCILE_FROM" envDefault:"latest"`
+	// DjangoWait is how long the seed's POST
+	// /api/mri/segmentation/series/{id}/segment/ waits for the result (0s:
+	// answer at once). The bridge lets at most 256 such requests wait at once
+	// and answers them all 202 when it stops; its HTTP server's other limits
+	// are bridge.Config's defaults and have no variables.
+	DjangoWait time.Duration `env:"SEGBRIDGE_DJANGO_WAIT" envDefault:"300s"`
+
+	// ModelsDir is a folder of model manifests; ModelPath (the seed's
+	// variable) is one manifest. At least one is needed to run workers.
+	ModelsDir string `env:"SEGBRIDGE_MODELS_DIR"`
+	ModelPath string `env:"MODEL_PATH"`
+	// ModelFiles are folders (colon-separated) searched for a manifest's
+	// relative file and colormap when they are not beside the manifest.
+	ModelFiles []string `env:"SEGBRIDGE_MODEL_FILES" envSeparator:":"`
+	// Model names the model used when a trigger names none; empty:
+	// automatic triggers run every model whose rules accept the series.
+	Model string `env:"SEGBRIDGE_MODEL"`
+	// Device is cpu or cuda.
+	Device string `env:"DEVICE" envDefault:"cpu"`
+	// Threshold overrides a sigmoid model's threshold (0 < t < 1); 0 keeps
+	// the manifest's.
+	Threshold float64 `env:"THRESHOLD"`
+	// ORTLibrary is the ONNX Runtime shared library; empty:
+	// .deps/onnxruntime/libonnxruntime.so.1 when present.
+	ORTLibrary string `env:"SEGBRIDGE_ORT_LIB"`
+	// IntraOpThreads is the threads of one inference; 0: ONNX Runtime's choice.
+	IntraOpThreads int `env:"SEGBRIDGE_ORT_THREADS" envDefault:"0"`
+
+	// Workers is the number of in-process workers of serve (0: a bridge
+	// without workers), and of jobs one `segbridge worker` runs at once.
+	Workers int `env:"SEGBRIDGE_WORKERS" envDefault:"1"`
+	// DownloadConcurrency is how many instances a worker downloads at once.
+	DownloadConcurrency int `env:"SEGBRIDGE_DOWNLOAD_CONCURRENCY" envDefault:"8"`
+	// MaxVoxels (512x512x2048) and MaxBytes (2 GiB: 4 bytes per voxel)
+	// bound the series a worker accepts: its voxels, the bytes of its DICOM
+	// files and of its float32 volume. A larger one fails with the reason.
+	MaxVoxels int64 `env:"SEGBRIDGE_MAX_VOXELS" envDefault:"536870912" doc:"512×512×2048"`
+	MaxBytes  int64 `env:"SEGBRIDGE_MAX_BYTES" envDefault:"2147483648" doc:"2 GiB"`
+	// AckWait is a worker's lease on a job, renewed by heartbeats.
+	AckWait time.Duration `env:"SEGBRIDGE_ACK_WAIT" envDefault:"60s"`
+	// MaxAttempts is how many deliveries a job gets.
+	MaxAttempts int `env:"SEGBRIDGE_MAX_ATTEMPTS" envDefault:"5"`
+	// Modalities are the modalities automatic triggers may queue.
+	Modalities []string `env:"SEGBRIDGE_MODALITIES" envDefault:"MR" envSeparator:","`
+	// LogLevel is debug, info, warn or error; LogFormat json or console
+	// (empty: console on a terminal, else json).
+	LogLevel  string `env:"SEGBRIDGE_LOG_LEVEL" envDefault:"info"`
+	LogFormat string `env:"SEGBRIDGE_LOG_FORMAT"`
+
+	// Secrets, each from its variable or from the file its _FILE twin names
+	// (SecretVars).
+
+	// OrthancPassword (ORTHANC_PASSWORD) goes with OrthancUser.
 	OrthancPassword string
-	// OrthancPublicURL (SEGBRIDGE_ORTHANC_PUBLIC_URL, default OrthancURL) is
-	// the base of the Orthanc Explorer links the API returns.
-	OrthancPublicURL string
-	// OrthancGDCMRestricted (SEGBRIDGE_ORTHANC_GDCM_RESTRICTED, default
-	// false) says that Orthanc's GDCM plugin, if loaded, is restricted to
-	// JPEG 2000, so that Orthanc's own codecs transcode the JPEG family.
-	OrthancGDCMRestricted bool
-
-	// Listen (SEGBRIDGE_LISTEN, default 127.0.0.1:8080) is the HTTP address.
-	Listen string
-	// WebhookToken (SEGBRIDGE_WEBHOOK_TOKEN or SEGBRIDGE_WEBHOOK_TOKEN_FILE)
-	// is the bearer token Orthanc's Lua script sends. Required by serve: at
-	// least 16 characters, MinNetworkTokenLen when Listen is not loopback.
+	// WebhookToken (SEGBRIDGE_WEBHOOK_TOKEN) is the bearer token Orthanc's
+	// Lua script sends. Required by serve: at least 16 characters,
+	// MinNetworkTokenLen when Listen is not loopback.
 	WebhookToken string
-	// APIToken (SEGBRIDGE_API_TOKEN or SEGBRIDGE_API_TOKEN_FILE) protects the
-	// manual trigger and status API. Optional on a loopback listener,
-	// required on any other, with at least MinNetworkTokenLen characters.
+	// APIToken (SEGBRIDGE_API_TOKEN) protects the manual trigger and status
+	// API. Optional on a loopback listener, required on any other, with at
+	// least MinNetworkTokenLen characters.
 	APIToken string
-	// DataDir (SEGBRIDGE_DATA_DIR, default ./segbridge-data) holds the
-	// embedded queue's files.
-	DataDir string
-
-	// NATSURL (SEGBRIDGE_NATS_URL) selects an external NATS server instead of
-	// the embedded one. NATSToken (SEGBRIDGE_NATS_TOKEN[_FILE]), NATSCreds
-	// (SEGBRIDGE_NATS_CREDS) and NATSNKeySeed (SEGBRIDGE_NATS_NKEY_SEED) are
-	// its credentials. NATSListen (SEGBRIDGE_NATS_LISTEN) opens the embedded
-	// server to remote workers; it needs NATSToken, of at least
-	// MinNetworkTokenLen characters when NATSListen is not loopback.
-	NATSURL      string
-	NATSToken    string
-	NATSCreds    string
-	NATSNKeySeed string
-	NATSListen   string
-	// NATSTLSCA, NATSTLSCert and NATSTLSKey (SEGBRIDGE_NATS_TLS_CA,
-	// SEGBRIDGE_NATS_TLS_CERT, SEGBRIDGE_NATS_TLS_KEY) are PEM files for TLS
-	// to an external NATS server: its CA, and a client certificate and key.
-	NATSTLSCA   string
-	NATSTLSCert string
-	NATSTLSKey  string
-	// NATSAllowPlaintext (SEGBRIDGE_NATS_ALLOW_PLAINTEXT, default false)
-	// allows SEGBRIDGE_NATS_LISTEN on a non-loopback address without TLS,
-	// for a listener behind a VPN or TLS tunnel. With TLS, the embedded
-	// listener uses SEGBRIDGE_NATS_TLS_CERT and _KEY as its certificate and,
-	// when set, requires client certificates signed by SEGBRIDGE_NATS_TLS_CA.
-	NATSAllowPlaintext bool
-
-	// RetryDelay (SEGBRIDGE_RETRY_DELAY, default 5s) is the delay before a
-	// job that failed for a transient reason is tried again; it doubles with
-	// each attempt, up to 5 minutes.
-	RetryDelay time.Duration
-	// ReconcileInterval (SEGBRIDGE_RECONCILE_INTERVAL, default 5s; "off"
-	// disables) is how often the bridge reads Orthanc's /changes feed.
-	ReconcileInterval time.Duration
-	// ReconcileFrom (SEGBRIDGE_RECONCILE_FROM, default "latest") is where the
-	// reconciler starts when it has no saved position: "latest" (only new
-	// changes) or a change number (0: every series Orthanc holds). -1 means
-	// latest.
-	ReconcileFrom int64
-	// DjangoWait (SEGBRIDGE_DJANGO_WAIT, default 300s) is how long the seed's
-	// POST /api/mri/segmentation/series/{id}/segment/ waits for the result.
-	// The bridge lets at most 256 such requests wait at once (the next get
-	// 202 at once) and answers them all 202 when it stops; its HTTP server's
-	// other limits (10 s for headers, 30 s per request, 60 s per answer,
-	// 120 s idle, 64 KiB of headers) are bridge.Config's defaults and have
-	// no variables.
-	DjangoWait time.Duration
-
-	// ModelsDir (SEGBRIDGE_MODELS_DIR) is a folder of model manifests.
-	// ModelPath (MODEL_PATH) is one manifest (.yaml) — the seed's variable.
-	// At least one is needed to run workers.
-	ModelsDir string
-	ModelPath string
-	// ModelFiles (SEGBRIDGE_MODEL_FILES, a colon-separated list of folders)
-	// are searched for a manifest's relative file and colormap when they are
-	// not beside the manifest. Default none.
-	ModelFiles []string
-	// Model (SEGBRIDGE_MODEL) names the model used for automatic triggers;
-	// default: the only model found, or an error if there are several.
-	Model string
-	// Device (DEVICE, default cpu) is cpu or cuda.
-	Device string
-	// Threshold (THRESHOLD) overrides a sigmoid model's threshold; 0 = the
-	// manifest's.
-	Threshold float64
-	// ORTLibrary (SEGBRIDGE_ORT_LIB, default .deps/onnxruntime/libonnxruntime.so.1
-	// when present) is the ONNX Runtime shared library.
-	ORTLibrary string
-	// IntraOpThreads (SEGBRIDGE_ORT_THREADS, default 0 = ONNX Runtime's choice).
-	IntraOpThreads int
-
-	// Workers (SEGBRIDGE_WORKERS, default 1 for serve) is the number of
-	// in-process workers; 0 runs a bridge without workers.
-	Workers int
-	// DownloadConcurrency (SEGBRIDGE_DOWNLOAD_CONCURRENCY, default 8) is how
-	// many instances a worker downloads at once.
-	DownloadConcurrency int
-	// MaxVoxels (SEGBRIDGE_MAX_VOXELS, default 536870912 = 512x512x2048) and
-	// MaxBytes (SEGBRIDGE_MAX_BYTES, default 2 GiB: 4 bytes per voxel) bound
-	// the series a worker accepts; a larger one fails with the reason.
-	MaxVoxels int
-	MaxBytes  int
-	// AckWait (SEGBRIDGE_ACK_WAIT, default 60s) is a worker's lease on a job.
-	AckWait time.Duration
-	// MaxAttempts (SEGBRIDGE_MAX_ATTEMPTS, default 5) is how often a job is tried.
-	MaxAttempts int
-	// Modalities (SEGBRIDGE_MODALITIES, default MR) are the modalities that
-	// webhook events may queue.
-	Modalities []string
-	// LogLevel (SEGBRIDGE_LOG_LEVEL, default info) and LogFormat
-	// (SEGBRIDGE_LOG_FORMAT: json or console; default console on a terminal).
-	LogLevel  string
-	LogFormat string
+	// NATSToken (SEGBRIDGE_NATS_TOKEN) is what remote workers present to the
+	// embedded listener, or what connects to an external server.
+	NATSToken string
 
 	// Warnings are what FromEnv found worth fixing that does not stop
 	// segbridge, e.g. a secret file others can read. main logs them; they
 	// name variables and files, never a secret.
 	Warnings []string
+}
+
+// SecretVars are the variables read as secrets, each also from a file
+// (NAME_FILE).
+var SecretVars = []string{"ORTHANC_PASSWORD", "SEGBRIDGE_WEBHOOK_TOKEN", "SEGBRIDGE_API_TOKEN", "SEGBRIDGE_NATS_TOKEN"}
+
+// LatestChange, as a ChangeNumber, means Orthanc's newest change.
+const LatestChange ChangeNumber = -1
+
+// ChangeNumber is a position in Orthanc's /changes feed, or LatestChange.
+type ChangeNumber int64
+
+// UnmarshalText reads "latest" or a change number >= 0.
+func (c *ChangeNumber) UnmarshalText(b []byte) error {
+	s := strings.TrimSpace(string(b))
+	if s == "latest" {
+		*c = LatestChange
+		return nil
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		return fmt.Errorf("%q is not \"latest\" or a change number >= 0", s)
+	}
+	*c = ChangeNumber(n)
+	return nil
 }
 
 // MinNetworkTokenLen is the shortest token accepted on a listener beyond
@@ -149,46 +175,52 @@ type Config struct {
 // or the API to the network.
 const MinNetworkTokenLen = 32
 
-// FromEnv reads the configuration from getenv (os.Getenv in main).
+// FromEnv reads the configuration from getenv (os.Getenv in main). Its
+// errors name the variable at fault; it reports them all at once.
 func FromEnv(getenv func(string) string) (*Config, error) {
-	c := &Config{
-		OrthancURL:          or(getenv("ORTHANC_URL"), "http://127.0.0.1:8042"),
-		OrthancUser:         getenv("ORTHANC_USER"),
-		Listen:              or(getenv("SEGBRIDGE_LISTEN"), "127.0.0.1:8080"),
-		DataDir:             or(getenv("SEGBRIDGE_DATA_DIR"), "segbridge-data"),
-		NATSURL:             getenv("SEGBRIDGE_NATS_URL"),
-		NATSCreds:           getenv("SEGBRIDGE_NATS_CREDS"),
-		NATSNKeySeed:        getenv("SEGBRIDGE_NATS_NKEY_SEED"),
-		NATSListen:          getenv("SEGBRIDGE_NATS_LISTEN"),
-		NATSTLSCA:           getenv("SEGBRIDGE_NATS_TLS_CA"),
-		NATSTLSCert:         getenv("SEGBRIDGE_NATS_TLS_CERT"),
-		NATSTLSKey:          getenv("SEGBRIDGE_NATS_TLS_KEY"),
-		RetryDelay:          5 * time.Second,
-		ReconcileInterval:   5 * time.Second,
-		ReconcileFrom:       -1,
-		DjangoWait:          300 * time.Second,
-		ModelsDir:           getenv("SEGBRIDGE_MODELS_DIR"),
-		ModelPath:           getenv("MODEL_PATH"),
-		ModelFiles:          filepath.SplitList(getenv("SEGBRIDGE_MODEL_FILES")),
-		Model:               getenv("SEGBRIDGE_MODEL"),
-		Device:              strings.ToLower(or(getenv("DEVICE"), "cpu")),
-		ORTLibrary:          getenv("SEGBRIDGE_ORT_LIB"),
-		LogLevel:            or(getenv("SEGBRIDGE_LOG_LEVEL"), "info"),
-		LogFormat:           getenv("SEGBRIDGE_LOG_FORMAT"),
-		Modalities:          splitList(or(getenv("SEGBRIDGE_MODALITIES"), "MR")),
-		Workers:             1,
-		DownloadConcurrency: 8,
-		AckWait:             60 * time.Second,
-		MaxAttempts:         5,
-	}
-	c.OrthancPublicURL = or(getenv("SEGBRIDGE_ORTHANC_PUBLIC_URL"), c.OrthancURL)
-	var errs []error
-	if v := getenv("SEGBRIDGE_ORTHANC_GDCM_RESTRICTED"); v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("SEGBRIDGE_ORTHANC_GDCM_RESTRICTED: %q is not true or false", v))
+	c := &Config{}
+	environ := map[string]string{}
+	fields := reflect.TypeOf(*c)
+	varOf := map[string]string{} // field name -> variable
+	for i := range fields.NumField() {
+		f := fields.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("env"), ",")
+		if name == "" {
+			continue
 		}
-		c.OrthancGDCMRestricted = b
+		varOf[f.Name] = name
+		if v := getenv(name); v != "" {
+			environ[name] = v
+		}
+	}
+	durations := reflect.TypeOf(time.Duration(0))
+	err := env.ParseWithOptions(c, env.Options{
+		Environment: environ,
+		FuncMap: map[reflect.Type]env.ParserFunc{
+			// "off" is a duration of 0 (a feature switched off).
+			durations: func(v string) (any, error) {
+				if strings.TrimSpace(v) == "off" {
+					return time.Duration(0), nil
+				}
+				return time.ParseDuration(strings.TrimSpace(v))
+			},
+		},
+	})
+	var errs []error
+	if err != nil {
+		var agg env.AggregateError
+		if errors.As(err, &agg) {
+			for _, e := range agg.Errors {
+				var pe env.ParseError
+				if errors.As(e, &pe) {
+					errs = append(errs, fmt.Errorf("%s: %q: %v", varOf[pe.Name], environ[varOf[pe.Name]], errors.Unwrap(pe.Err)))
+					continue
+				}
+				errs = append(errs, e)
+			}
+		} else {
+			errs = append(errs, err)
+		}
 	}
 	secret := func(name string, dst *string) {
 		v, warn, err := fromFileOrEnv(getenv, name)
@@ -205,82 +237,68 @@ func FromEnv(getenv func(string) string) (*Config, error) {
 	secret("SEGBRIDGE_API_TOKEN", &c.APIToken)
 	secret("SEGBRIDGE_NATS_TOKEN", &c.NATSToken)
 
-	intVar := func(name string, dst *int, min int) {
-		if v := getenv(name); v != "" {
-			n, err := strconv.Atoi(v)
-			if err != nil || n < min {
-				errs = append(errs, fmt.Errorf("%s: %q is not a whole number >= %d", name, v, min))
-				return
-			}
-			*dst = n
-		}
+	if c.OrthancPublicURL == "" {
+		c.OrthancPublicURL = c.OrthancURL
 	}
-	intVar("SEGBRIDGE_WORKERS", &c.Workers, 0)
-	intVar("SEGBRIDGE_DOWNLOAD_CONCURRENCY", &c.DownloadConcurrency, 1)
-	intVar("SEGBRIDGE_MAX_VOXELS", &c.MaxVoxels, 0)
-	intVar("SEGBRIDGE_MAX_BYTES", &c.MaxBytes, 0)
-	intVar("SEGBRIDGE_MAX_ATTEMPTS", &c.MaxAttempts, 1)
-	intVar("SEGBRIDGE_ORT_THREADS", &c.IntraOpThreads, 0)
-	if v := getenv("SEGBRIDGE_ACK_WAIT"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d < time.Second {
-			errs = append(errs, fmt.Errorf("SEGBRIDGE_ACK_WAIT: %q is not a duration of at least 1s (e.g. 60s)", v))
-		} else {
-			c.AckWait = d
-		}
-	}
-	durVar := func(name string, dst *time.Duration, min time.Duration) {
-		if v := getenv(name); v != "" {
-			d, err := time.ParseDuration(v)
-			if err != nil || d < min {
-				errs = append(errs, fmt.Errorf("%s: %q is not a duration of at least %s (e.g. 5s)", name, v, min))
-				return
-			}
-			*dst = d
-		}
-	}
-	durVar("SEGBRIDGE_RETRY_DELAY", &c.RetryDelay, 100*time.Millisecond)
-	durVar("SEGBRIDGE_DJANGO_WAIT", &c.DjangoWait, 0)
-	if v := getenv("SEGBRIDGE_RECONCILE_INTERVAL"); v == "off" || v == "0" {
-		c.ReconcileInterval = 0
-	} else {
-		durVar("SEGBRIDGE_RECONCILE_INTERVAL", &c.ReconcileInterval, 100*time.Millisecond)
-	}
-	if v := getenv("SEGBRIDGE_RECONCILE_FROM"); v != "" && v != "latest" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 0 {
-			errs = append(errs, fmt.Errorf("SEGBRIDGE_RECONCILE_FROM: %q is not \"latest\" or a change number >= 0", v))
-		} else {
-			c.ReconcileFrom = n
-		}
-	}
-	if v := getenv("SEGBRIDGE_NATS_ALLOW_PLAINTEXT"); v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("SEGBRIDGE_NATS_ALLOW_PLAINTEXT: %q is not true or false", v))
-		}
-		c.NATSAllowPlaintext = b
-	}
-	if (c.NATSTLSCert == "") != (c.NATSTLSKey == "") {
-		errs = append(errs, errors.New("SEGBRIDGE_NATS_TLS_CERT and SEGBRIDGE_NATS_TLS_KEY must be set together"))
-	}
-	if v := getenv("THRESHOLD"); v != "" {
-		f, err := strconv.ParseFloat(v, 64)
-		if err != nil || f <= 0 || f >= 1 {
-			errs = append(errs, fmt.Errorf("THRESHOLD: %q is not a number between 0 and 1", v))
-		} else {
-			c.Threshold = f
-		}
-	}
-	if c.Device != "cpu" && c.Device != "cuda" {
-		errs = append(errs, fmt.Errorf("DEVICE: %q is not cpu or cuda", c.Device))
-	}
+	c.Device = strings.ToLower(strings.TrimSpace(c.Device))
+	c.Modalities = normaliseList(c.Modalities)
+	c.ModelFiles = slices.DeleteFunc(c.ModelFiles, func(s string) bool { return s == "" })
 	if c.ORTLibrary == "" {
 		if _, err := os.Stat(".deps/onnxruntime/libonnxruntime.so.1"); err == nil {
 			c.ORTLibrary = ".deps/onnxruntime/libonnxruntime.so.1"
 		}
 	}
+	errs = append(errs, c.validate(environ)...)
 	return c, errors.Join(errs...)
+}
+
+// validate checks the bounds of what was read; set are the variables given.
+func (c *Config) validate(set map[string]string) []error {
+	var errs []error
+	atLeast := func(name string, v, min int) {
+		if v < min {
+			errs = append(errs, fmt.Errorf("%s: %q is not a whole number >= %d", name, set[name], min))
+		}
+	}
+	atLeast("SEGBRIDGE_WORKERS", c.Workers, 0)
+	atLeast("SEGBRIDGE_DOWNLOAD_CONCURRENCY", c.DownloadConcurrency, 1)
+	atLeast("SEGBRIDGE_MAX_VOXELS", int(min(c.MaxVoxels, 1<<40)), 1)
+	atLeast("SEGBRIDGE_MAX_BYTES", int(min(c.MaxBytes, 1<<40)), 1)
+	atLeast("SEGBRIDGE_MAX_ATTEMPTS", c.MaxAttempts, 1)
+	atLeast("SEGBRIDGE_ORT_THREADS", c.IntraOpThreads, 0)
+	longer := func(name string, d, min time.Duration, zeroOK bool) {
+		if d < min && !(zeroOK && d == 0) {
+			errs = append(errs, fmt.Errorf("%s: %q is not a duration of at least %s (e.g. 5s)", name, set[name], min))
+		}
+	}
+	longer("SEGBRIDGE_ACK_WAIT", c.AckWait, time.Second, false)
+	longer("SEGBRIDGE_RETRY_DELAY", c.RetryDelay, 100*time.Millisecond, false)
+	longer("SEGBRIDGE_DJANGO_WAIT", c.DjangoWait, 0, true)
+	longer("SEGBRIDGE_RECONCILE_INTERVAL", c.ReconcileInterval, 100*time.Millisecond, true)
+	if _, ok := set["THRESHOLD"]; ok && (c.Threshold <= 0 || c.Threshold >= 1) {
+		errs = append(errs, fmt.Errorf("THRESHOLD: %q is not a number between 0 and 1", set["THRESHOLD"]))
+	}
+	if c.Device != "cpu" && c.Device != "cuda" {
+		errs = append(errs, fmt.Errorf("DEVICE: %q is not cpu or cuda", c.Device))
+	}
+	if (c.NATSTLSCert == "") != (c.NATSTLSKey == "") {
+		errs = append(errs, errors.New("SEGBRIDGE_NATS_TLS_CERT and SEGBRIDGE_NATS_TLS_KEY must be set together"))
+	}
+	if len(c.Modalities) == 0 {
+		errs = append(errs, errors.New("SEGBRIDGE_MODALITIES: name at least one modality (e.g. MR)"))
+	}
+	return errs
+}
+
+// normaliseList upper-cases a list and splits items that hold spaces.
+func normaliseList(in []string) []string {
+	var out []string
+	for _, s := range in {
+		for _, p := range strings.Fields(s) {
+			out = append(out, strings.ToUpper(p))
+		}
+	}
+	return out
 }
 
 // ValidateServe checks what `segbridge serve` needs: a webhook token, an
@@ -376,19 +394,4 @@ func fromFileOrEnv(getenv func(string) string, name string) (value, warning stri
 		warning = fmt.Sprintf("%s_FILE %s is readable by its group or others (mode %04o): chmod 600 it", name, f, fi.Mode().Perm())
 	}
 	return strings.TrimSpace(string(b)), warning, nil
-}
-
-func or(v, def string) string {
-	if v == "" {
-		return def
-	}
-	return v
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, p := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' }) {
-		out = append(out, strings.ToUpper(p))
-	}
-	return out
 }

@@ -121,4 +121,6 @@ func (m *metrics) observeWebhook(code int, d time.Duration) {
 
 func (m *metrics) countQueued(trigger string) { m.queued.WithLabelValues(trigger).Inc() }
 
-func (m *metrics) countSkipped(trigger, reason string) { m.skipped.WithLabelValues(trigger, reason).Inc() }
+func (m *metrics) countSkipped(trigger, reason string) {
+	m.skipped.WithLabelValues(trigger, reason).Inc()
+}

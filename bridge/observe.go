@@ -26,7 +26,6 @@ func (m *Metrics) Skipped(trigger intake.Trigger, reason intake.SkipReason) {
 	m.m.countSkipped(string(trigger), string(reason))
 }
 
-
 var (
 	reconPassesDesc  = prometheus.NewDesc("segbridge_reconciler_passes_total", "Passes of the reconciler over Orthanc's changes, by result.", []string{"result"}, nil)
 	reconSeriesDesc  = prometheus.NewDesc("segbridge_reconciler_series_total", "Series the reconciler handed to the intake, by outcome.", []string{"outcome"}, nil)

@@ -243,16 +243,34 @@ func (m *Model) Applies(modality string) bool {
 	})
 }
 
-// SeriesInfo is what the selection rules look at in a series.
+// SeriesInfo is what the selection rules look at in a series. The main tags
+// (the first three) are what every trigger has; the rest is known only where
+// a series' headers or volume were read, and zero (unknown) elsewhere: a rule
+// about what is unknown passes.
 type SeriesInfo struct {
 	Modality          string
 	SeriesDescription string
 	BodyPartExamined  string
+
+	// Acquisition is MRAcquisitionType (2D, 3D).
+	Acquisition string
+	// Slices is the number of slices.
+	Slices int
+	// SliceSpacing is the distance between slice centres in mm, and
+	// SliceSpacingFrom where it was read when not from the slice positions
+	// (e.g. "SpacingBetweenSlices").
+	SliceSpacing     float64
+	SliceSpacingFrom string
+	// PixelSpacing is the in-plane spacing in mm (rows, columns).
+	PixelSpacing [2]float64
+	// Extent is what the series covers in mm along its columns, rows and
+	// slices.
+	Extent [3]float64
 }
 
 // Matches reports whether every selection rule of the model accepts the
-// series; when not, reason says which rule did not, in words for a log or a
-// job's failure.
+// series, as far as the info knows it; when not, reason says which rule did
+// not, in words for a log or a job's failure.
 func (m *Model) Matches(s SeriesInfo) (ok bool, reason string) {
 	if !m.Applies(s.Modality) {
 		return false, fmt.Sprintf("modality %q is not one of %s", s.Modality, strings.Join(m.AppliesTo.Modalities, ", "))
@@ -272,6 +290,9 @@ func (m *Model) Matches(s SeriesInfo) (ok bool, reason string) {
 		return strings.EqualFold(strings.TrimSpace(b), strings.TrimSpace(s.BodyPartExamined))
 	}) {
 		return false, fmt.Sprintf("body part %q is not one of %s", s.BodyPartExamined, strings.Join(m.AppliesTo.BodyParts, ", "))
+	}
+	if ok, why := m.AppliesTo.checkGeometry(s); !ok {
+		return false, "the model was not trained for this series: " + why
 	}
 	return true, ""
 }

@@ -585,10 +585,10 @@ func TestModel_Matches(t *testing.T) {
 		want       bool
 		wantReason string
 	}{
-		{"all match", SeriesInfo{"MR", "Sag T1 MPRAGE", "brain"}, true, ""},
-		{"modality", SeriesInfo{"CT", "T1", "BRAIN"}, false, `modality "CT"`},
-		{"description", SeriesInfo{"MR", "FLAIR", "BRAIN"}, false, `series description "FLAIR" does not match`},
-		{"body part", SeriesInfo{"MR", "t1_se", "KNEE"}, false, `body part "KNEE" is not one of BRAIN, HEAD`},
+		{"all match", SeriesInfo{Modality: "MR", SeriesDescription: "Sag T1 MPRAGE", BodyPartExamined: "brain"}, true, ""},
+		{"modality", SeriesInfo{Modality: "CT", SeriesDescription: "T1", BodyPartExamined: "BRAIN"}, false, `modality "CT"`},
+		{"description", SeriesInfo{Modality: "MR", SeriesDescription: "FLAIR", BodyPartExamined: "BRAIN"}, false, `series description "FLAIR" does not match`},
+		{"body part", SeriesInfo{Modality: "MR", SeriesDescription: "t1_se", BodyPartExamined: "KNEE"}, false, `body part "KNEE" is not one of BRAIN, HEAD`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -598,7 +598,7 @@ func TestModel_Matches(t *testing.T) {
 			}
 		})
 	}
-	if got := Matching([]*Model{m}, SeriesInfo{"MR", "T1", "HEAD"}); len(got) != 1 {
+	if got := Matching([]*Model{m}, SeriesInfo{Modality: "MR", SeriesDescription: "T1", BodyPartExamined: "HEAD"}); len(got) != 1 {
 		t.Errorf("Matching = %d models", len(got))
 	}
 }

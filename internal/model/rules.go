@@ -43,31 +43,31 @@ func (s *Selector) validateRules(bad func(field, format string, args ...any)) {
 }
 
 // checkGeometry applies the rules that need the series' headers or
-// geometry to what info knows; what it does not know passes.
+// geometry to what info knows; what it does not know passes. The reason
+// names every rule the series breaks, the likeliest cause first.
 func (s *Selector) checkGeometry(info SeriesInfo) (ok bool, reason string) {
+	var why []string
 	if s.Acquisition != "" && info.Acquisition != "" && !strings.EqualFold(strings.TrimSpace(info.Acquisition), s.Acquisition) {
-		return false, fmt.Sprintf("it is a %s acquisition (MRAcquisitionType), the model was trained on %s", strings.TrimSpace(info.Acquisition), s.Acquisition)
-	}
-	if s.MinSlices > 0 && info.Slices > 0 && info.Slices < s.MinSlices {
-		return false, fmt.Sprintf("it has %d slices, the model needs at least %d", info.Slices, s.MinSlices)
+		why = append(why, fmt.Sprintf("it is a %s acquisition (MRAcquisitionType), the model was trained on %s", strings.TrimSpace(info.Acquisition), s.Acquisition))
 	}
 	if s.MaxSliceSpacing > 0 && info.SliceSpacing > s.MaxSliceSpacing+spacingTolerance {
-		from := "between slices"
+		from := "between slice centres"
 		if info.SliceSpacingFrom != "" {
 			from = info.SliceSpacingFrom
 		}
-		return false, fmt.Sprintf("its slices are %.3g mm apart (%s), the model was trained on at most %.3g mm", info.SliceSpacing, from, s.MaxSliceSpacing)
+		why = append(why, fmt.Sprintf("its slices are %.3g mm apart (%s), the model was trained on at most %.3g mm", info.SliceSpacing, from, s.MaxSliceSpacing))
 	}
-	if s.MaxPixelSpacing > 0 {
-		if ps := max(info.PixelSpacing[0], info.PixelSpacing[1]); ps > s.MaxPixelSpacing+spacingTolerance {
-			return false, fmt.Sprintf("its pixels are %.3g x %.3g mm, the model was trained on at most %.3g mm", info.PixelSpacing[0], info.PixelSpacing[1], s.MaxPixelSpacing)
-		}
+	if ps := max(info.PixelSpacing[0], info.PixelSpacing[1]); s.MaxPixelSpacing > 0 && ps > s.MaxPixelSpacing+spacingTolerance {
+		why = append(why, fmt.Sprintf("its pixels are %.3g x %.3g mm, the model was trained on at most %.3g mm", info.PixelSpacing[0], info.PixelSpacing[1], s.MaxPixelSpacing))
+	}
+	if s.MinSlices > 0 && info.Slices > 0 && info.Slices < s.MinSlices {
+		why = append(why, fmt.Sprintf("it has %d slices, the model needs at least %d", info.Slices, s.MinSlices))
 	}
 	if s.MinFieldOfView > 0 && slices.ContainsFunc(info.Extent[:], func(e float64) bool { return e > 0 && e < s.MinFieldOfView-spacingTolerance }) {
 		e := info.Extent
-		return false, fmt.Sprintf("it covers %.0f x %.0f x %.0f mm (columns x rows x slices), the model needs at least %.0f mm along each", e[0], e[1], e[2], s.MinFieldOfView)
+		why = append(why, fmt.Sprintf("it covers %.0f x %.0f x %.0f mm (columns x rows x slices), the model needs at least %.0f mm along each", e[0], e[1], e[2], s.MinFieldOfView))
 	}
-	return true, ""
+	return len(why) == 0, strings.Join(why, "; ")
 }
 
 // spacingTolerance absorbs the rounding of spacings written as decimal

@@ -6,7 +6,8 @@ package models
 
 import "embed"
 
-// FS holds brainchop/*.yaml and brainchop/SHA256SUMS.
+// FS holds brainchop/*.yaml, brainchop/SHA256SUMS and brainchop/ORIGIN
+// (where the files are published, in words).
 //
-//go:embed brainchop/*.yaml brainchop/SHA256SUMS
+//go:embed brainchop/*.yaml brainchop/SHA256SUMS brainchop/ORIGIN
 var FS embed.FS

@@ -30,6 +30,7 @@ func segmentCmd(ctx context.Context, logger zerolog.Logger, cfg *config.Config, 
 	fset.SetOutput(stderr)
 	modelArg := fset.String("model", "", "model name (from SEGBRIDGE_MODELS_DIR / MODEL_PATH) or path to a manifest")
 	out := fset.String("o", "seg.dcm", "output SEG file")
+	force := fset.Bool("force", false, "run the model even on a series its manifest's rules refuse")
 	// Accept flags before and after the input path.
 	var input string
 	for len(args) > 0 {
@@ -45,7 +46,7 @@ func segmentCmd(ctx context.Context, logger zerolog.Logger, cfg *config.Config, 
 		}
 	}
 	if input == "" {
-		return errors.New("usage: segbridge segment <folder|zip> [--model NAME|manifest.yaml] [-o seg.dcm]")
+		return errors.New("usage: segbridge segment <folder|zip> [--model NAME|manifest.yaml] [-o seg.dcm] [--force]")
 	}
 	m, err := pickModel(cfg, *modelArg)
 	if err != nil {
@@ -79,10 +80,6 @@ func segmentCmd(ctx context.Context, logger zerolog.Logger, cfg *config.Config, 
 	}
 	files = nil
 	done()
-	if ok, why := m.Matches(model.SeriesInfo{Modality: instances[0].Modality}); !ok {
-		fmt.Fprintf(stderr, "warning: model %s does not apply to this series (%s); running it as asked\n", m.Name, why)
-	}
-
 	done = t.Stage("load model")
 	rt, err := inference.NewRuntime(logger, runtimeConfig(cfg))
 	if err != nil {
@@ -95,7 +92,10 @@ func segmentCmd(ctx context.Context, logger zerolog.Logger, cfg *config.Config, 
 	}
 	done()
 
-	res, err := pl.Run(ctx, pipeline.Input{Model: m, Instances: instances}, t)
+	res, err := pl.Run(ctx, pipeline.Input{Model: m, Instances: instances, Force: *force}, t)
+	if na := (*pipeline.NotApplicable)(nil); errors.As(err, &na) {
+		return fmt.Errorf("%s (--force runs it anyway)", na.Reason)
+	}
 	if err != nil {
 		return err
 	}
@@ -121,7 +121,13 @@ func segmentCmd(ctx context.Context, logger zerolog.Logger, cfg *config.Config, 
 		}
 	}
 	fmt.Fprintf(tw, "total\t%.0f ms\t\n", timings["total"])
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, w := range res.Warnings {
+		fmt.Fprintln(stdout, "warning:", w)
+	}
+	return nil
 }
 
 // pickModel finds a model by name among the configured ones, or loads a

@@ -35,6 +35,9 @@ import (
 type Source struct {
 	// Name names the publisher, e.g. "brainchop".
 	Name string
+	// Origin says where the publisher's files are, in words, for a person
+	// who must set the base URL (NAME/ORIGIN).
+	Origin string
 	// sums are the pinned SHA-256 sums by path ("mindgrab/model.bin").
 	sums map[string]string
 	// manifests are the manifests to install, by model name, which is
@@ -43,14 +46,17 @@ type Source struct {
 }
 
 // Load reads a source from fsys (models.FS): NAME/SHA256SUMS, in the format
-// sha256sum writes, and a manifest NAME/<model>.yaml per model, whose file
-// must be <model>.onnx.
+// sha256sum writes, a manifest NAME/<model>.yaml per model, whose file must
+// be <model>.onnx, and NAME/ORIGIN.
 func Load(fsys fs.FS, name string) (*Source, error) {
 	sums, err := fs.ReadFile(fsys, path.Join(name, "SHA256SUMS"))
 	if err != nil {
 		return nil, fmt.Errorf("no published models named %q", name)
 	}
 	s := &Source{Name: name, sums: map[string]string{}, manifests: map[string][]byte{}}
+	if b, err := fs.ReadFile(fsys, path.Join(name, "ORIGIN")); err == nil {
+		s.Origin = strings.TrimSpace(string(b))
+	}
 	sc := bufio.NewScanner(bytes.NewReader(sums))
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())

@@ -17,11 +17,11 @@ type progressBar struct {
 	w io.Writer
 	// prefix starts the plain lines: the command's name.
 	prefix string
-	tty   bool
-	start time.Time
-	name  string
-	last  int // last tenth of the runs printed in plain mode
-	drawn bool
+	tty    bool
+	start  time.Time
+	name   string
+	last   int // last tenth of the runs printed in plain mode
+	drawn  bool
 }
 
 func newProgressBar(w io.Writer) *progressBar {

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -146,4 +148,60 @@ func TestModels_CheckSaysWhatIsWrong(t *testing.T) {
 	if err == nil || !strings.Contains(stdout, `FAILED: the graph has no output "probabilities"`) {
 		t.Errorf("check of a wrong output name: %v\n%s", err, stdout)
 	}
+}
+
+// TestModels_InstallFailsWhole: `segbridge models install brainchop` from a
+// server whose copy has one corrupted byte, or lacks a file, fails naming
+// the file and installs nothing; without a URL it says where the files are.
+func TestModels_InstallFailsWhole(t *testing.T) {
+	published := fixture.Shared(t, "models", "brainchop-tfjs")
+	for _, tc := range []struct {
+		name, file, want string
+		breakIt          func(path string) error
+	}{
+		{"corrupted byte", "model5_gw_ae/group1-shard1of1.bin", "SHA-256 mismatch", func(p string) error {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			b[100] ^= 0x80
+			return os.WriteFile(p, b, 0o644)
+		}},
+		{"missing file", "model18cls/model.bin", "GET answered 404 Not Found", os.Remove},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if out, err := exec.Command("cp", "-r", published+"/.", dir).CombinedOutput(); err != nil {
+				t.Fatalf("cp: %v %s", err, out)
+			}
+			if out, err := exec.Command("chmod", "-R", "u+w", dir).CombinedOutput(); err != nil {
+				t.Fatalf("chmod: %v %s", err, out)
+			}
+			if err := tc.breakIt(filepath.Join(dir, tc.file)); err != nil {
+				t.Fatal(err)
+			}
+			srv := httptest.NewServer(http.FileServer(http.Dir(dir)))
+			defer srv.Close()
+			data := t.TempDir()
+			env := map[string]string{"XDG_DATA_HOME": data, "SEGBRIDGE_MODELS_URL": srv.URL}
+			_, _, err := runCmd(t, env, "models", "install", "brainchop")
+			if err == nil || !strings.Contains(err.Error(), "nothing was installed") || !strings.Contains(err.Error(), tc.file) ||
+				!strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("install error = %v, want one naming %s and %q", err, tc.file, tc.want)
+			}
+			left, _ := filepath.Glob(filepath.Join(data, "segbridge", "models", "*"))
+			if len(left) != 0 {
+				t.Errorf("the model folder holds %v", left)
+			}
+			if _, _, err := runCmd(t, env, "models"); err == nil || !strings.Contains(err.Error(), "segbridge models install brainchop") {
+				t.Errorf("models with none installed: %v", err)
+			}
+		})
+	}
+	t.Run("no URL", func(t *testing.T) {
+		_, _, err := runCmd(t, map[string]string{"XDG_DATA_HOME": t.TempDir()}, "models", "install", "brainchop")
+		if err == nil || !strings.Contains(err.Error(), "set SEGBRIDGE_MODELS_URL (or --url)") || !strings.Contains(err.Error(), "commit 4c87885f3a2a8835e260d521dcec922b58d91d41") {
+			t.Errorf("error = %v", err)
+		}
+	})
 }

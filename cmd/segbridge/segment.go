@@ -110,6 +110,11 @@ func segmentCmd(ctx context.Context, logger zerolog.Logger, cfg *config.Config, 
 	vol := res.Volume
 	fmt.Fprintf(stdout, "wrote %s: %d frames, %d segments, %dx%dx%d voxels, model %s %s on %s\n",
 		*out, res.Frames, len(m.Segments()), vol.Cols, vol.Rows, vol.Depth, m.Name, m.Version, rt.Device())
+	if segs := m.Segments(); len(segs) <= 20 {
+		for _, sg := range segs {
+			fmt.Fprintf(stdout, "  label %d %s: %.1f mL\n", sg.Label, sg.Name, res.VolumeML[sg.Label])
+		}
+	}
 	timings := t.Timings()
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
 	for _, name := range []string{"read", "load model", "volume", "preprocess", "inference", "postprocess", "encode", "write"} {

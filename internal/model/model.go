@@ -272,8 +272,9 @@ type SeriesInfo struct {
 // series, as far as the info knows it; when not, reason says which rule did
 // not, in words for a log or a job's failure.
 func (m *Model) Matches(s SeriesInfo) (ok bool, reason string) {
+	var why []string
 	if !m.Applies(s.Modality) {
-		return false, fmt.Sprintf("modality %q is not one of %s", s.Modality, strings.Join(m.AppliesTo.Modalities, ", "))
+		why = append(why, fmt.Sprintf("modality %q is not one of %s", s.Modality, strings.Join(m.AppliesTo.Modalities, ", ")))
 	}
 	if re := m.AppliesTo.descRe; m.AppliesTo.SeriesDescription != "" {
 		if re == nil { // a Model built without Parse
@@ -283,18 +284,18 @@ func (m *Model) Matches(s SeriesInfo) (ok bool, reason string) {
 			}
 		}
 		if !re.MatchString(s.SeriesDescription) {
-			return false, fmt.Sprintf("series description %q does not match %q", s.SeriesDescription, m.AppliesTo.SeriesDescription)
+			why = append(why, fmt.Sprintf("series description %q does not match %q", s.SeriesDescription, m.AppliesTo.SeriesDescription))
 		}
 	}
 	if len(m.AppliesTo.BodyParts) > 0 && !slices.ContainsFunc(m.AppliesTo.BodyParts, func(b string) bool {
 		return strings.EqualFold(strings.TrimSpace(b), strings.TrimSpace(s.BodyPartExamined))
 	}) {
-		return false, fmt.Sprintf("body part %q is not one of %s", s.BodyPartExamined, strings.Join(m.AppliesTo.BodyParts, ", "))
+		why = append(why, fmt.Sprintf("body part %q is not one of %s", s.BodyPartExamined, strings.Join(m.AppliesTo.BodyParts, ", ")))
 	}
-	if ok, why := m.AppliesTo.checkGeometry(s); !ok {
-		return false, "the model was not trained for this series: " + why
+	if ok, geo := m.AppliesTo.checkGeometry(s); !ok {
+		why = append(why, "the model was not trained for this series: "+geo)
 	}
-	return true, ""
+	return len(why) == 0, strings.Join(why, "; ")
 }
 
 // Matching returns the models that apply to a series, in the given order; a

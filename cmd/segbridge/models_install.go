@@ -82,19 +82,3 @@ func orNone(s string) string {
 	}
 	return s
 }
-
-// parseInterleaved parses flags given before, between and after the
-// positional arguments, and returns the positional ones.
-func parseInterleaved(fset *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fset.Parse(args); err != nil {
-			return nil, err
-		}
-		args = fset.Args()
-		if len(args) == 0 {
-			return pos, nil
-		}
-		pos, args = append(pos, args[0]), args[1:]
-	}
-}

@@ -32,22 +32,17 @@ func segmentCmd(ctx context.Context, logger zerolog.Logger, cfg *config.Config, 
 	out := fset.String("o", "seg.dcm", "output SEG file")
 	force := fset.Bool("force", false, "run the model even on a series its manifest's rules refuse")
 	// Accept flags before and after the input path.
-	var input string
-	for len(args) > 0 {
-		if err := fset.Parse(args); err != nil {
-			return err
-		}
-		args = fset.Args()
-		if len(args) > 0 {
-			if input != "" {
-				return errors.New("segment: give one input folder or zip")
-			}
-			input, args = args[0], args[1:]
-		}
+	pos, err := parseInterleaved(fset, args)
+	if err != nil {
+		return err
 	}
-	if input == "" {
+	switch {
+	case len(pos) > 1:
+		return errors.New("segment: give one input folder or zip")
+	case len(pos) == 0 || pos[0] == "":
 		return errors.New("usage: segbridge segment <folder|zip> [--model NAME|manifest.yaml] [-o seg.dcm] [--force]")
 	}
+	input := pos[0]
 	m, err := pickModel(cfg, *modelArg)
 	if err != nil {
 		return err

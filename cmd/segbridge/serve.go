@@ -127,7 +127,11 @@ func serve(ctx context.Context, logger zerolog.Logger, cfg *config.Config) error
 			return err
 		}
 	}
-	logger.Info().Str("listen", srv.Addr()).Str("orthanc", oc.URL()).Int("workers", cfg.Workers).Msg("segbridge serving")
+	names := make([]string, len(models))
+	for i, m := range models {
+		names[i] = m.Name + " " + m.Version
+	}
+	logger.Info().Str("listen", srv.Addr()).Str("orthanc", oc.URL()).Int("workers", cfg.Workers).Strs("models", names).Msg("segbridge serving")
 	<-ctx.Done()
 	logger.Info().Msg("shutting down")
 

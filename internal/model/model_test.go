@@ -376,6 +376,8 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(strings.Replace(validManifest, "sigmoid", "softmax", 1)))
 	f.Add([]byte("name: x\nversion: 1\nfile: m.onnx\nlearned: true\noutput: {activation: none, threshold: -1}\npreprocess: {intensity: {method: fixed, min: 0, max: 1}}\nsegments: [{label: 3}]"))
 	f.Add([]byte("&a [*a]"))
+	f.Add([]byte(strings.Replace(validManifest, "applies_to: { modalities: [MR] }",
+		"applies_to: { modalities: [MR], acquisition: 3d, max_slice_spacing: 1.5, max_pixel_spacing: 1.5, min_slices: 64, min_field_of_view: 120 }\nplausibility: { volume_ml: { 1: [900, 2200] } }", 1)))
 	if ref, err := os.ReadFile(filepath.Join("..", "..", "testdata", "models", "head-threshold.yaml")); err == nil {
 		f.Add(ref)
 	}

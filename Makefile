@@ -78,8 +78,12 @@ lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
+.PHONY: models
+models: build ## install the pretrained brainchop models (set SEGBRIDGE_MODELS_URL: see README, Real models)
+	$(BIN) models install brainchop
+
 .PHONY: demo
-demo: deps build ## run Orthanc + segbridge on loopback, upload a real T1 series, wait for its SEG
+demo: deps build ## run Orthanc + segbridge on loopback, upload a real T1 series, wait for its SEG (mindgrab when installed)
 	@bash testdata/demo/demo.sh
 
 .PHONY: demo-stop

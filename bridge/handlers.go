@@ -191,7 +191,7 @@ func (s *Server) triggerSeries(c echo.Context, id, modelName string, force bool)
 		return admittedJobs{}, err
 	}
 	out, err := s.intake.Admit(c.Request().Context(), intake.Request{
-		Series:  intake.Series{ID: id, Tags: ser.MainDicomTags},
+		Series:  intake.Series{ID: id, Tags: ser.MainDicomTags, Instances: ser.Instances},
 		Trigger: intake.TriggerManual,
 		Model:   modelName,
 		Force:   force,

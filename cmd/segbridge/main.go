@@ -4,13 +4,14 @@
 //	segbridge serve     bridge + embedded queue + in-process workers
 //	segbridge worker    a worker on another machine, connecting out to NATS
 //	segbridge segment   one series from a folder to a SEG file, offline
-//	segbridge models    list and check model manifests
+//	segbridge models    list, check, install and start model manifests
 //	segbridge version
 package main
 
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -34,7 +35,10 @@ Usage:
   segbridge serve                      run the bridge, the embedded queue and workers
   segbridge worker                     run workers against a remote queue (SEGBRIDGE_NATS_URL)
   segbridge segment DIR -o seg.dcm     segment one series from a folder, no Orthanc needed
-  segbridge models                     list and check the model manifests
+  segbridge models [list] [FILE|DIR]   list and check the model manifests
+  segbridge models install brainchop   download, check and convert the pretrained brainchop models
+  segbridge models init model.onnx     write a starter manifest for your own model
+  segbridge models check [NAME|FILE]   run models once on a synthetic volume: what they are fed and give
   segbridge version                    print the version
 
 Configuration is read from the environment; see README.md.
@@ -82,7 +86,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "segment":
 		return segmentCmd(ctx, logger, cfg, args, stdout, stderr)
 	case "models":
-		return modelsCmd(cfg, args, stdout)
+		return modelsCmd(ctx, logger, cfg, args, stdout, stderr)
 	default:
 		fmt.Fprint(stderr, usage)
 		return fmt.Errorf("unknown command %q", cmd)
@@ -105,4 +109,20 @@ func newLogger(cfg *config.Config, w io.Writer) zerolog.Logger {
 		w = zerolog.ConsoleWriter{Out: w, TimeFormat: "15:04:05.000"}
 	}
 	return zerolog.New(w).Level(level).With().Timestamp().Logger()
+}
+
+// parseInterleaved parses flags given before, between and after the
+// positional arguments, and returns the positional ones.
+func parseInterleaved(fset *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fset.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fset.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos, args = append(pos, args[0]), args[1:]
+	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -8,14 +9,35 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/rs/zerolog"
+
 	"github.com/segbridge/segbridge/internal/config"
 	"github.com/segbridge/segbridge/internal/model"
 )
 
-// modelsCmd lists the configured models (SEGBRIDGE_MODELS_DIR, MODEL_PATH),
-// or the manifests and folders named as arguments, and fails naming the file
-// and field of every manifest that does not load.
-func modelsCmd(cfg *config.Config, args []string, stdout io.Writer) error {
+// modelsCmd dispatches `segbridge models`: install, init, check, or list
+// (the default).
+func modelsCmd(ctx context.Context, logger zerolog.Logger, cfg *config.Config, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "install":
+			return modelsInstall(ctx, cfg, args[1:], stdout, stderr)
+		case "init":
+			return modelsInit(args[1:], stdout, stderr)
+		case "check":
+			return modelsCheck(ctx, logger, cfg, args[1:], stdout)
+		case "list":
+			args = args[1:]
+		}
+	}
+	return modelsList(cfg, args, stdout)
+}
+
+// modelsList lists the configured models (SEGBRIDGE_MODELS_DIR, MODEL_PATH,
+// or those installed in the default folder), or the manifests and folders
+// named as arguments, and fails naming the file and field of every manifest
+// that does not load.
+func modelsList(cfg *config.Config, args []string, stdout io.Writer) error {
 	var models []*model.Model
 	if len(args) == 0 {
 		var err error

@@ -10,16 +10,18 @@ import (
 	"golang.org/x/term"
 )
 
-// progressBar shows what `segbridge segment` is doing: a bar redrawn in
+// progressBar shows what `segbridge segment` (or `models install`) is doing: a bar redrawn in
 // place on a terminal, plain lines (one per stage, and one per tenth of a
 // stage's progress) when stderr is a file or a pipe.
 type progressBar struct {
-	w     io.Writer
-	tty   bool
-	start time.Time
-	name  string
-	last  int // last tenth of the runs printed in plain mode
-	drawn bool
+	w io.Writer
+	// prefix starts the plain lines: the command's name.
+	prefix string
+	tty    bool
+	start  time.Time
+	name   string
+	last   int // last tenth of the runs printed in plain mode
+	drawn  bool
 }
 
 func newProgressBar(w io.Writer) *progressBar {
@@ -27,7 +29,7 @@ func newProgressBar(w io.Writer) *progressBar {
 	if f, ok := w.(*os.File); ok {
 		tty = term.IsTerminal(int(f.Fd()))
 	}
-	return &progressBar{w: w, tty: tty, start: time.Now()}
+	return &progressBar{w: w, prefix: "segment", tty: tty, start: time.Now()}
 }
 
 // stage starts a named stage.
@@ -56,10 +58,10 @@ func (b *progressBar) draw(done, total int) {
 				return
 			}
 			b.last = tenth
-			fmt.Fprintf(b.w, "segment: %6.1fs %s %d%%\n", elapsed, b.name, done*100/total)
+			fmt.Fprintf(b.w, "%s: %6.1fs %s %d%%\n", b.prefix, elapsed, b.name, done*100/total)
 			return
 		}
-		fmt.Fprintf(b.w, "segment: %6.1fs %s\n", elapsed, b.name)
+		fmt.Fprintf(b.w, "%s: %6.1fs %s\n", b.prefix, elapsed, b.name)
 		return
 	}
 	const width = 30

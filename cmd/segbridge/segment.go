@@ -30,23 +30,19 @@ func segmentCmd(ctx context.Context, logger zerolog.Logger, cfg *config.Config, 
 	fset.SetOutput(stderr)
 	modelArg := fset.String("model", "", "model name (from SEGBRIDGE_MODELS_DIR / MODEL_PATH) or path to a manifest")
 	out := fset.String("o", "seg.dcm", "output SEG file")
+	force := fset.Bool("force", false, "run the model even on a series its manifest's rules refuse")
 	// Accept flags before and after the input path.
-	var input string
-	for len(args) > 0 {
-		if err := fset.Parse(args); err != nil {
-			return err
-		}
-		args = fset.Args()
-		if len(args) > 0 {
-			if input != "" {
-				return errors.New("segment: give one input folder or zip")
-			}
-			input, args = args[0], args[1:]
-		}
+	pos, err := parseInterleaved(fset, args)
+	if err != nil {
+		return err
 	}
-	if input == "" {
-		return errors.New("usage: segbridge segment <folder|zip> [--model NAME|manifest.yaml] [-o seg.dcm]")
+	switch {
+	case len(pos) > 1:
+		return errors.New("segment: give one input folder or zip")
+	case len(pos) == 0 || pos[0] == "":
+		return errors.New("usage: segbridge segment <folder|zip> [--model NAME|manifest.yaml] [-o seg.dcm] [--force]")
 	}
+	input := pos[0]
 	m, err := pickModel(cfg, *modelArg)
 	if err != nil {
 		return err
@@ -79,10 +75,6 @@ func segmentCmd(ctx context.Context, logger zerolog.Logger, cfg *config.Config, 
 	}
 	files = nil
 	done()
-	if ok, why := m.Matches(model.SeriesInfo{Modality: instances[0].Modality}); !ok {
-		fmt.Fprintf(stderr, "warning: model %s does not apply to this series (%s); running it as asked\n", m.Name, why)
-	}
-
 	done = t.Stage("load model")
 	rt, err := inference.NewRuntime(logger, runtimeConfig(cfg))
 	if err != nil {
@@ -95,7 +87,10 @@ func segmentCmd(ctx context.Context, logger zerolog.Logger, cfg *config.Config, 
 	}
 	done()
 
-	res, err := pl.Run(ctx, pipeline.Input{Model: m, Instances: instances}, t)
+	res, err := pl.Run(ctx, pipeline.Input{Model: m, Instances: instances, Force: *force}, t)
+	if na := (*pipeline.NotApplicable)(nil); errors.As(err, &na) {
+		return fmt.Errorf("%s (--force runs it anyway)", na.Reason)
+	}
 	if err != nil {
 		return err
 	}
@@ -110,6 +105,11 @@ func segmentCmd(ctx context.Context, logger zerolog.Logger, cfg *config.Config, 
 	vol := res.Volume
 	fmt.Fprintf(stdout, "wrote %s: %d frames, %d segments, %dx%dx%d voxels, model %s %s on %s\n",
 		*out, res.Frames, len(m.Segments()), vol.Cols, vol.Rows, vol.Depth, m.Name, m.Version, rt.Device())
+	if segs := m.Segments(); len(segs) <= 20 {
+		for _, sg := range segs {
+			fmt.Fprintf(stdout, "  label %d %s: %.1f mL\n", sg.Label, sg.Name, res.VolumeML[sg.Label])
+		}
+	}
 	timings := t.Timings()
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
 	for _, name := range []string{"read", "load model", "volume", "preprocess", "inference", "postprocess", "encode", "write"} {
@@ -121,7 +121,13 @@ func segmentCmd(ctx context.Context, logger zerolog.Logger, cfg *config.Config, 
 		}
 	}
 	fmt.Fprintf(tw, "total\t%.0f ms\t\n", timings["total"])
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, w := range res.Warnings {
+		fmt.Fprintln(stdout, "warning:", w)
+	}
+	return nil
 }
 
 // pickModel finds a model by name among the configured ones, or loads a

@@ -3,7 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
-	"os"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,38 +15,40 @@ import (
 	"github.com/segbridge/segbridge/internal/fixture"
 )
 
-// brainchopDir returns ../shared/models/brainchop beside the repository, or
-// skips the test when it is absent: the pretrained models are kept outside
-// the repository and only some checkouts have them.
-func brainchopDir(t *testing.T) string {
-	t.Helper()
-	dir := filepath.Join(fixture.Root(t), "..", "shared", "models", "brainchop")
-	if _, err := os.Stat(filepath.Join(dir, "model5_gw_ae.onnx")); err != nil {
-		t.Skipf("needs the pretrained brainchop models in %s (absent: %v)", dir, err)
-	}
-	return dir
-}
-
-// segmentEnv is the environment `segbridge segment` runs with in tests: the
-// committed brainchop manifests, the shared model files, the ORT library.
+// segmentEnv installs the brainchop models as a user does — `segbridge
+// models install brainchop` from an HTTP server serving the files exactly as
+// their authors publish them (../shared/models/brainchop-tfjs), into a fresh
+// XDG data folder — and returns the environment `segbridge segment` runs
+// with: no model setting at all, so segment finds them where they were
+// installed. It skips the test where ../shared is absent.
 func segmentEnv(t *testing.T) func(string) string {
 	t.Helper()
+	published := fixture.Shared(t, "models", "brainchop-tfjs")
+	srv := httptest.NewServer(http.FileServer(http.Dir(published)))
+	t.Cleanup(srv.Close)
 	env := map[string]string{
-		"SEGBRIDGE_MODELS_DIR":  filepath.Join(fixture.Root(t), "models", "brainchop"),
-		"SEGBRIDGE_MODEL_FILES": brainchopDir(t),
-		"SEGBRIDGE_ORT_LIB":     fixture.ORTLibrary(t),
-		"SEGBRIDGE_LOG_LEVEL":   "warn",
+		"XDG_DATA_HOME":        t.TempDir(),
+		"SEGBRIDGE_MODELS_URL": srv.URL,
+		"SEGBRIDGE_ORT_LIB":    fixture.ORTLibrary(t),
+		"SEGBRIDGE_LOG_LEVEL":  "warn",
+	}
+	stdout, stderr, err := runCmd(t, env, "models", "install", "brainchop")
+	if err != nil {
+		t.Fatalf("models install brainchop: %v\n%s", err, stderr)
+	}
+	if !strings.Contains(stdout, "6 model(s) installed in "+filepath.Join(env["XDG_DATA_HOME"], "segbridge", "models")+", where serve, worker and segment find them") {
+		t.Fatalf("models install said:\n%s", stdout)
 	}
 	return func(k string) string { return env[k] }
 }
 
 // segment runs `segbridge segment DIR --model NAME -o OUT` and returns the
 // SEG's path.
-func segment(t *testing.T, getenv func(string) string, dir, modelName string) string {
+func segment(t *testing.T, getenv func(string) string, dir, modelName string, extra ...string) string {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "seg.dcm")
 	var stdout, stderr bytes.Buffer
-	err := run(context.Background(), []string{"segment", dir, "--model", modelName, "-o", out}, getenv, &stdout, &stderr)
+	err := run(context.Background(), append([]string{"segment", dir, "--model", modelName, "-o", out}, extra...), getenv, &stdout, &stderr)
 	if err != nil {
 		t.Fatalf("segment: %v\n%s", err, stderr.String())
 	}
@@ -82,11 +85,12 @@ func segMask(t *testing.T, path string, s *fixture.Series) ([]uint8, *fixture.SE
 	return mask, seg
 }
 
-// TestSegment_BrainchopDice is the acceptance test of issue 4: ch2 as a DICOM
-// series, axial and sagittal, segmented by the pretrained brainchop models
-// through `segbridge segment`, scores the Dice against ch2bet > 0 that an
+// TestSegment_BrainchopDice is the acceptance test of issues 4 and 13: ch2
+// as a DICOM series, axial and sagittal, segmented through `segbridge
+// segment` by the brainchop models that `segbridge models install` converted
+// from their published files, scores the Dice against ch2bet > 0 that an
 // independent implementation of their preprocessing reaches (MODELS.md).
-// Needs ../shared/models/brainchop.
+// Needs ../shared/models/brainchop-tfjs.
 func TestSegment_BrainchopDice(t *testing.T) {
 	getenv := segmentEnv(t)
 	tests := []struct {
@@ -118,14 +122,16 @@ func TestSegment_BrainchopDice(t *testing.T) {
 
 // TestSegment_Brainchop104 checks that the 104-region parcellation writes a
 // SEG whose segments carry its colormap's names, and that dciodvfy finds no
-// error in it. Needs ../shared/models/brainchop.
+// error in it. Needs ../shared/models/brainchop-tfjs.
 func TestSegment_Brainchop104(t *testing.T) {
 	getenv := segmentEnv(t)
 	// Every third slice at 2 mm: the model still sees a conformed 1 mm head,
 	// and the SEG has a few thousand frames rather than six (dciodvfy and the
 	// pydicom reader take minutes on those).
 	s := fixture.MakeSeries(t, false, "--plane", "axial", "--step", "2,2,3")
-	path := segment(t, getenv, s.Dir, "model21_104class")
+	// --force: the model was trained on 1 mm-class series, and its manifest
+	// refuses 2 x 2 x 3 mm ones.
+	path := segment(t, getenv, s.Dir, "model21_104class", "--force")
 	if errs, _ := fixture.Dciodvfy(t, path); len(errs) > 0 {
 		t.Errorf("dciodvfy: %s", strings.Join(errs, "\n"))
 	}

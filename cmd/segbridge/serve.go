@@ -127,7 +127,11 @@ func serve(ctx context.Context, logger zerolog.Logger, cfg *config.Config) error
 			return err
 		}
 	}
-	logger.Info().Str("listen", srv.Addr()).Str("orthanc", oc.URL()).Int("workers", cfg.Workers).Msg("segbridge serving")
+	names := make([]string, len(models))
+	for i, m := range models {
+		names[i] = m.Name + " " + m.Version
+	}
+	logger.Info().Str("listen", srv.Addr()).Str("orthanc", oc.URL()).Int("workers", cfg.Workers).Strs("models", names).Msg("segbridge serving")
 	<-ctx.Done()
 	logger.Info().Msg("shutting down")
 
@@ -221,8 +225,8 @@ func djangoWait(d time.Duration) time.Duration {
 // THRESHOLD override to sigmoid models.
 func loadModels(cfg *config.Config) ([]*model.Model, error) {
 	var models []*model.Model
-	if cfg.ModelsDir != "" {
-		ms, err := model.LoadDir(cfg.ModelsDir, model.WithFileDirs(cfg.ModelFiles...))
+	if dir := cfg.ModelsFolder(); dir != "" {
+		ms, err := model.LoadDir(dir, model.WithFileDirs(cfg.ModelFiles...))
 		if err != nil {
 			return nil, fmt.Errorf("load models: %w", err)
 		}
@@ -241,7 +245,7 @@ func loadModels(cfg *config.Config) ([]*model.Model, error) {
 		models = append(models, m)
 	}
 	if len(models) == 0 {
-		return nil, errors.New("no models: set SEGBRIDGE_MODELS_DIR (a folder of model manifests) or MODEL_PATH (one manifest)")
+		return nil, errors.New(cfg.NoModelsHint())
 	}
 	if cfg.Threshold > 0 {
 		for _, m := range models {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strconv"
@@ -80,9 +81,14 @@ type Config struct {
 	DjangoWait time.Duration `env:"SEGBRIDGE_DJANGO_WAIT" envDefault:"300s"`
 
 	// ModelsDir is a folder of model manifests; ModelPath (the seed's
-	// variable) is one manifest. At least one is needed to run workers.
+	// variable) is one manifest. With neither, workers use the models
+	// installed in DefaultModelsDir.
 	ModelsDir string `env:"SEGBRIDGE_MODELS_DIR"`
 	ModelPath string `env:"MODEL_PATH"`
+	// ModelsURL is where `segbridge models install` downloads published
+	// models from: <ModelsURL>/<model>/<file>, over HTTP(S) or from a local
+	// folder. No default.
+	ModelsURL string `env:"SEGBRIDGE_MODELS_URL"`
 	// ModelFiles are folders (colon-separated) searched for a manifest's
 	// relative file and colormap when they are not beside the manifest.
 	ModelFiles []string `env:"SEGBRIDGE_MODEL_FILES" envSeparator:":"`
@@ -137,6 +143,13 @@ type Config struct {
 	// NATSToken (SEGBRIDGE_NATS_TOKEN) is what remote workers present to the
 	// embedded listener, or what connects to an external server.
 	NATSToken string
+
+	// DefaultModelsDir is where `segbridge models install` puts models when
+	// SEGBRIDGE_MODELS_DIR is not set, and where serve, worker and segment
+	// look for them when neither it nor MODEL_PATH is:
+	// $XDG_DATA_HOME/segbridge/models, or ~/.local/share/segbridge/models;
+	// empty when neither XDG_DATA_HOME nor HOME is set.
+	DefaultModelsDir string
 
 	// Warnings are what FromEnv found worth fixing that does not stop
 	// segbridge, e.g. a secret file others can read. main logs them; they
@@ -243,6 +256,7 @@ func FromEnv(getenv func(string) string) (*Config, error) {
 	c.Device = strings.ToLower(strings.TrimSpace(c.Device))
 	c.Modalities = normaliseList(c.Modalities)
 	c.ModelFiles = slices.DeleteFunc(c.ModelFiles, func(s string) bool { return s == "" })
+	c.DefaultModelsDir = defaultModelsDir(getenv)
 	if c.ORTLibrary == "" {
 		if _, err := os.Stat(".deps/onnxruntime/libonnxruntime.so.1"); err == nil {
 			c.ORTLibrary = ".deps/onnxruntime/libonnxruntime.so.1"
@@ -350,11 +364,44 @@ func networkToken(name, token, listenVar, listen string) error {
 	return nil
 }
 
+// defaultModelsDir is the XDG data folder's segbridge/models.
+func defaultModelsDir(getenv func(string) string) string {
+	if d := getenv("XDG_DATA_HOME"); d != "" && filepath.IsAbs(d) {
+		return filepath.Join(d, "segbridge", "models")
+	}
+	if h := getenv("HOME"); h != "" {
+		return filepath.Join(h, ".local", "share", "segbridge", "models")
+	}
+	return ""
+}
+
+// ModelsFolder is the folder of model manifests workers load: the one
+// SEGBRIDGE_MODELS_DIR names, else (without MODEL_PATH) DefaultModelsDir
+// when it exists, else "".
+func (c *Config) ModelsFolder() string {
+	if c.ModelsDir != "" || c.ModelPath != "" {
+		return c.ModelsDir
+	}
+	if fi, err := os.Stat(c.DefaultModelsDir); c.DefaultModelsDir != "" && err == nil && fi.IsDir() {
+		return c.DefaultModelsDir
+	}
+	return ""
+}
+
+// NoModelsHint says how to get models when none is configured or installed.
+func (c *Config) NoModelsHint() string {
+	where := "the default model folder"
+	if c.DefaultModelsDir != "" {
+		where = c.DefaultModelsDir
+	}
+	return fmt.Sprintf("no models: install the pretrained ones with `segbridge models install brainchop` (into %s), or set SEGBRIDGE_MODELS_DIR (a folder of model manifests) or MODEL_PATH (one manifest)", where)
+}
+
 // ValidateWorker checks what running workers needs.
 func (c *Config) ValidateWorker() error {
 	var errs []error
-	if c.ModelsDir == "" && c.ModelPath == "" {
-		errs = append(errs, errors.New("set SEGBRIDGE_MODELS_DIR (a folder of model manifests) or MODEL_PATH (one manifest)"))
+	if c.ModelsFolder() == "" && c.ModelPath == "" {
+		errs = append(errs, errors.New(c.NoModelsHint()))
 	}
 	if c.ORTLibrary == "" {
 		errs = append(errs, errors.New("SEGBRIDGE_ORT_LIB is not set and .deps/onnxruntime/libonnxruntime.so.1 is absent: run make deps"))

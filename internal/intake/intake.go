@@ -68,10 +68,15 @@ type Skip struct {
 func (s *Skip) Error() string { return s.Detail }
 
 // Series is a series as a trigger describes it: its Orthanc id and main
-// DICOM tags (Modality, SeriesDescription, BodyPartExamined, ...).
+// DICOM tags (Modality, SeriesDescription, BodyPartExamined, ...), and, from
+// the manual trigger, which reads the series from Orthanc, its instances.
 type Series struct {
 	ID   string
 	Tags map[string]string
+	// Instances are the series' instance ids in Orthanc, when known: the
+	// manual trigger reads the first one's header for the rules that need
+	// it.
+	Instances []string
 }
 
 // Info is what the model rules look at.
@@ -160,6 +165,8 @@ type Intake struct {
 	finder segFinder
 	obs    Observer
 	models map[string]*model.Model
+	// headers is finder's headerReader, when it has one.
+	headers headerReader
 }
 
 // New builds the intake. obs may be nil.
@@ -172,6 +179,7 @@ func New(logger zerolog.Logger, q jobQueue, finder segFinder, obs Observer, cfg 
 	}
 	in := &Intake{cfg: cfg, logger: logger.With().Str("component", "intake").Logger(), queue: q, finder: finder, obs: obs,
 		models: map[string]*model.Model{}}
+	in.headers, _ = finder.(headerReader)
 	for _, m := range cfg.Models {
 		if _, dup := in.models[m.Name]; dup {
 			return nil, fmt.Errorf("intake: model %q is installed twice", m.Name)
@@ -253,6 +261,13 @@ func (in *Intake) admit(ctx context.Context, req Request) (Outcome, error) {
 			return skip(SkipModality, "modality %s is not configured (SEGBRIDGE_MODALITIES=%s)", info.Modality, strings.Join(in.cfg.Modalities, ",")), nil
 		}
 	}
+	if req.Trigger == TriggerManual && !req.Force && in.headers != nil && len(req.Series.Instances) > 0 && in.headerRules(req.Model) {
+		tags, err := in.headers.InstanceTags(ctx, req.Series.Instances[0])
+		if err != nil {
+			return Outcome{}, fmt.Errorf("read the header of instance %s of series %s: %w", req.Series.Instances[0], req.Series.ID, err)
+		}
+		info = withHeader(info, tags, len(req.Series.Instances))
+	}
 	models, sk, err := in.choose(req, info)
 	if err != nil || sk != nil {
 		return Outcome{Skip: sk}, err
@@ -275,6 +290,24 @@ func (in *Intake) admit(ctx context.Context, req Request) (Outcome, error) {
 		return skip(SkipKnown, "the queue already knows series %s for every model that applies", req.Series.ID), nil
 	}
 	return out, nil
+}
+
+// headerRules reports whether the model a request names (or the default
+// one, or any installed one when neither is set) has rules that need the
+// series' headers.
+func (in *Intake) headerRules(name string) bool {
+	if name == "" {
+		name = in.cfg.DefaultModel
+	}
+	if m, ok := in.models[name]; ok {
+		return m.AppliesTo.HasGeometryRules()
+	}
+	for _, m := range in.models {
+		if m.AppliesTo.HasGeometryRules() {
+			return true
+		}
+	}
+	return false
 }
 
 // choose picks the models a request runs, after their rules.

@@ -51,6 +51,9 @@ type Manifest struct {
 	// SegmentsFrom reads further segments from a colormap file; segments
 	// listed in Segments replace those of the same label.
 	SegmentsFrom *SegmentsFrom `yaml:"segments_from,omitempty"`
+	// Plausibility says what results to expect; a result outside it is
+	// stored all the same, with a warning.
+	Plausibility Plausibility `yaml:"plausibility,omitempty"`
 }
 
 // Selector decides which series a model applies to. Every rule that is set
@@ -67,6 +70,28 @@ type Selector struct {
 	// case-insensitively. Empty means any; a series without the attribute
 	// matches only when the list contains "" (written as '').
 	BodyParts []string `yaml:"body_parts,omitempty"`
+
+	// The rules below say what acquisitions the model was trained on. They
+	// need the series' headers or geometry, which an automatic trigger does
+	// not have: the manual trigger checks them from the first instance's
+	// header, and the worker from the assembled volume, which skips the job
+	// with the reason. See Rules.
+
+	// Acquisition is the MRAcquisitionType the model was trained on: 2D or
+	// 3D. A series that gives another value is refused; one without the
+	// attribute is judged by the geometry rules alone.
+	Acquisition string `yaml:"acquisition,omitempty"`
+	// MaxSliceSpacing is the largest distance between slice centres, in mm.
+	MaxSliceSpacing float64 `yaml:"max_slice_spacing,omitempty"`
+	// MaxPixelSpacing is the largest in-plane pixel spacing (rows or
+	// columns), in mm.
+	MaxPixelSpacing float64 `yaml:"max_pixel_spacing,omitempty"`
+	// MinSlices is the fewest slices a series may have.
+	MinSlices int `yaml:"min_slices,omitempty"`
+	// MinFieldOfView is the least extent, in mm, the series must cover along
+	// each of its three axes (columns × spacing, rows × spacing, slices ×
+	// slice spacing): a slab or a partial field of view is refused.
+	MinFieldOfView float64 `yaml:"min_field_of_view,omitempty"`
 
 	descRe *regexp.Regexp
 }
@@ -426,6 +451,7 @@ func (m *Manifest) validate() error {
 		}
 	}
 
+	m.AppliesTo.validateRules(bad)
 	m.Input.validate(bad)
 	m.Preprocess.Geometry.validate(bad)
 
@@ -535,6 +561,7 @@ func (m *Manifest) validate() error {
 			}
 		}
 	}
+	m.Plausibility.validate(seen, bad)
 	return errors.Join(errs...)
 }
 

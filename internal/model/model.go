@@ -243,19 +243,38 @@ func (m *Model) Applies(modality string) bool {
 	})
 }
 
-// SeriesInfo is what the selection rules look at in a series.
+// SeriesInfo is what the selection rules look at in a series. The main tags
+// (the first three) are what every trigger has; the rest is known only where
+// a series' headers or volume were read, and zero (unknown) elsewhere: a rule
+// about what is unknown passes.
 type SeriesInfo struct {
 	Modality          string
 	SeriesDescription string
 	BodyPartExamined  string
+
+	// Acquisition is MRAcquisitionType (2D, 3D).
+	Acquisition string
+	// Slices is the number of slices.
+	Slices int
+	// SliceSpacing is the distance between slice centres in mm, and
+	// SliceSpacingFrom where it was read when not from the slice positions
+	// (e.g. "SpacingBetweenSlices").
+	SliceSpacing     float64
+	SliceSpacingFrom string
+	// PixelSpacing is the in-plane spacing in mm (rows, columns).
+	PixelSpacing [2]float64
+	// Extent is what the series covers in mm along its columns, rows and
+	// slices.
+	Extent [3]float64
 }
 
 // Matches reports whether every selection rule of the model accepts the
-// series; when not, reason says which rule did not, in words for a log or a
-// job's failure.
+// series, as far as the info knows it; when not, reason says which rule did
+// not, in words for a log or a job's failure.
 func (m *Model) Matches(s SeriesInfo) (ok bool, reason string) {
+	var why []string
 	if !m.Applies(s.Modality) {
-		return false, fmt.Sprintf("modality %q is not one of %s", s.Modality, strings.Join(m.AppliesTo.Modalities, ", "))
+		why = append(why, fmt.Sprintf("modality %q is not one of %s", s.Modality, strings.Join(m.AppliesTo.Modalities, ", ")))
 	}
 	if re := m.AppliesTo.descRe; m.AppliesTo.SeriesDescription != "" {
 		if re == nil { // a Model built without Parse
@@ -265,15 +284,18 @@ func (m *Model) Matches(s SeriesInfo) (ok bool, reason string) {
 			}
 		}
 		if !re.MatchString(s.SeriesDescription) {
-			return false, fmt.Sprintf("series description %q does not match %q", s.SeriesDescription, m.AppliesTo.SeriesDescription)
+			why = append(why, fmt.Sprintf("series description %q does not match %q", s.SeriesDescription, m.AppliesTo.SeriesDescription))
 		}
 	}
 	if len(m.AppliesTo.BodyParts) > 0 && !slices.ContainsFunc(m.AppliesTo.BodyParts, func(b string) bool {
 		return strings.EqualFold(strings.TrimSpace(b), strings.TrimSpace(s.BodyPartExamined))
 	}) {
-		return false, fmt.Sprintf("body part %q is not one of %s", s.BodyPartExamined, strings.Join(m.AppliesTo.BodyParts, ", "))
+		why = append(why, fmt.Sprintf("body part %q is not one of %s", s.BodyPartExamined, strings.Join(m.AppliesTo.BodyParts, ", ")))
 	}
-	return true, ""
+	if ok, geo := m.AppliesTo.checkGeometry(s); !ok {
+		why = append(why, "the model was not trained for this series: "+geo)
+	}
+	return len(why) == 0, strings.Join(why, "; ")
 }
 
 // Matching returns the models that apply to a series, in the given order; a

@@ -376,6 +376,8 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(strings.Replace(validManifest, "sigmoid", "softmax", 1)))
 	f.Add([]byte("name: x\nversion: 1\nfile: m.onnx\nlearned: true\noutput: {activation: none, threshold: -1}\npreprocess: {intensity: {method: fixed, min: 0, max: 1}}\nsegments: [{label: 3}]"))
 	f.Add([]byte("&a [*a]"))
+	f.Add([]byte(strings.Replace(validManifest, "applies_to: { modalities: [MR] }",
+		"applies_to: { modalities: [MR], acquisition: 3d, max_slice_spacing: 1.5, max_pixel_spacing: 1.5, min_slices: 64, min_field_of_view: 120 }\nplausibility: { volume_ml: { 1: [900, 2200] } }", 1)))
 	if ref, err := os.ReadFile(filepath.Join("..", "..", "testdata", "models", "head-threshold.yaml")); err == nil {
 		f.Add(ref)
 	}
@@ -585,10 +587,10 @@ func TestModel_Matches(t *testing.T) {
 		want       bool
 		wantReason string
 	}{
-		{"all match", SeriesInfo{"MR", "Sag T1 MPRAGE", "brain"}, true, ""},
-		{"modality", SeriesInfo{"CT", "T1", "BRAIN"}, false, `modality "CT"`},
-		{"description", SeriesInfo{"MR", "FLAIR", "BRAIN"}, false, `series description "FLAIR" does not match`},
-		{"body part", SeriesInfo{"MR", "t1_se", "KNEE"}, false, `body part "KNEE" is not one of BRAIN, HEAD`},
+		{"all match", SeriesInfo{Modality: "MR", SeriesDescription: "Sag T1 MPRAGE", BodyPartExamined: "brain"}, true, ""},
+		{"modality", SeriesInfo{Modality: "CT", SeriesDescription: "T1", BodyPartExamined: "BRAIN"}, false, `modality "CT"`},
+		{"description", SeriesInfo{Modality: "MR", SeriesDescription: "FLAIR", BodyPartExamined: "BRAIN"}, false, `series description "FLAIR" does not match`},
+		{"body part", SeriesInfo{Modality: "MR", SeriesDescription: "t1_se", BodyPartExamined: "KNEE"}, false, `body part "KNEE" is not one of BRAIN, HEAD`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -598,7 +600,7 @@ func TestModel_Matches(t *testing.T) {
 			}
 		})
 	}
-	if got := Matching([]*Model{m}, SeriesInfo{"MR", "T1", "HEAD"}); len(got) != 1 {
+	if got := Matching([]*Model{m}, SeriesInfo{Modality: "MR", SeriesDescription: "T1", BodyPartExamined: "HEAD"}); len(got) != 1 {
 		t.Errorf("Matching = %d models", len(got))
 	}
 }

@@ -285,3 +285,24 @@ func (c *Client) ImageHeader(ctx context.Context, inst string) (*ImageHeader, er
 // ErrBadHeader is wrapped by ImageHeader's error for a size attribute that
 // is not a number: the instance is malformed.
 var ErrBadHeader = fault.New(fault.KindPermanent, "malformed image header")
+
+// InstanceTags reads an instance's top-level attributes as Orthanc decoded
+// them (tags?short), by "gggg,eeee", without downloading the instance. Only
+// text values are returned (a value of several parts keeps its
+// backslashes); sequences and binary values are left out.
+func (c *Client) InstanceTags(ctx context.Context, inst string) (map[string]string, error) {
+	if !ValidID(inst) {
+		return nil, fmt.Errorf("instance id %q: %w", inst, ErrNotFound)
+	}
+	var tags map[string]any
+	if err := c.getJSON(ctx, "/instances/"+inst+"/tags?short", &tags); err != nil {
+		return nil, err
+	}
+	out := make(map[string]string, len(tags))
+	for k, v := range tags {
+		if s, ok := v.(string); ok {
+			out[k] = s
+		}
+	}
+	return out, nil
+}

@@ -74,6 +74,10 @@ type Input struct {
 	NewUID func() string
 	// ContentCreator is the SEG's ContentCreatorName, e.g. "segbridge^worker-1".
 	ContentCreator string
+	// Force runs the model even on a series its manifest's rules refuse (a
+	// person asked for it, force=true); otherwise such a run ends with a
+	// *NotApplicable error.
+	Force bool
 }
 
 // Output is what a run made.
@@ -88,6 +92,12 @@ type Output struct {
 	Labels []uint8
 	// Steps are the model's finer steps, for people reading timings.
 	Steps []inference.Step
+	// VolumeML is each label's volume in millilitres (labels present only).
+	VolumeML map[int]float64
+	// Warnings say what the result should be read with: segments outside
+	// the volumes the manifest expects (model.Plausibility). The SEG's
+	// series description says so too.
+	Warnings []string
 }
 
 // Run segments one series: it assembles the volume, runs the model and
@@ -111,6 +121,11 @@ func (p *Pipeline) Run(ctx context.Context, in Input, t *Timer) (out *Output, er
 	if err != nil {
 		return nil, err
 	}
+	if !in.Force {
+		if ok, why := m.Matches(SeriesInfo(vol)); !ok {
+			return nil, &NotApplicable{Reason: fmt.Sprintf("model %s does not apply to series %s: %s", m.Name, vol.SeriesInstanceUID, why)}
+		}
+	}
 
 	t.Progress("preprocess", 0)
 	res, err := p.seg.SegmentWith(ctx, m, vol, inference.SegmentOptions{Progress: func(pr inference.Progress) {
@@ -127,9 +142,12 @@ func (p *Pipeline) Run(ctx context.Context, in Input, t *Timer) (out *Output, er
 	t.Set("inference", res.Inference)
 	t.Set("postprocess", res.Postprocess)
 
+	volumes := VolumesML(vol, res.Labels)
+	warnings := m.Implausible(volumes)
+
 	done = t.Stage("encode")
 	seg, err := dicomseg.Encode(vol, res.Labels, m.Segments(), dicomseg.Options{
-		SeriesDescription: "AI segmentation: " + m.Name,
+		SeriesDescription: seriesDescription(m.Name, len(warnings) > 0),
 		AlgorithmName:     m.Name,
 		AlgorithmVersion:  m.Version,
 		SoftwareVersions:  p.cfg.SoftwareVersions,
@@ -140,7 +158,8 @@ func (p *Pipeline) Run(ctx context.Context, in Input, t *Timer) (out *Output, er
 	if err != nil {
 		return nil, fault.Permanent(fmt.Errorf("encode SEG: %w", err))
 	}
-	return &Output{SEG: seg.Bytes, Frames: seg.Frames, Volume: vol, Labels: res.Labels, Steps: res.Steps}, nil
+	return &Output{SEG: seg.Bytes, Frames: seg.Frames, Volume: vol, Labels: res.Labels, Steps: res.Steps,
+		VolumeML: volumes, Warnings: warnings}, nil
 }
 
 // Timer records how long each stage takes and reports progress. It is safe

@@ -304,7 +304,8 @@ func (w *Worker) end(ctx context.Context, log zerolog.Logger, l *queue.Lease, re
 			st, terr = w.jobs.Fail(rctx, l, "the bridge refused the result: "+refused.Msg, timings)
 		}
 		if terr == nil {
-			log.Info().Str("seg_series", res.SEGSeriesID).Bool("found", res.Found).Float64("total_ms", timings["total"]).Msg("job done")
+			log.Info().Str("seg_series", res.SEGSeriesID).Bool("found", res.Found).Float64("total_ms", timings["total"]).
+				Strs("warnings", res.Warnings).Msg("job done")
 		}
 	case errors.As(err, new(*pipeline.NotApplicable)):
 		var na *pipeline.NotApplicable
@@ -452,6 +453,7 @@ func (w *Worker) runJob(ctx context.Context, job queue.Job, t *pipeline.Timer) (
 		Instances:      instances,
 		NewUID:         dicomseg.DerivedUIDs(uidSeed(job)),
 		ContentCreator: "segbridge^" + w.cfg.Name,
+		Force:          job.Force,
 	}, t)
 	if err != nil {
 		return res, fmt.Errorf("series %s: %w", job.SeriesID, err)
@@ -467,7 +469,7 @@ func (w *Worker) runJob(ctx context.Context, job queue.Job, t *pipeline.Timer) (
 	if !job.RequestedAt.IsZero() {
 		t.Set("end_to_end", w.cfg.Clock.Now().Sub(job.RequestedAt))
 	}
-	return queue.Result{SEGSeriesID: stored.ParentSeries, SEGInstanceID: stored.ID}, nil
+	return queue.Result{SEGSeriesID: stored.ParentSeries, SEGInstanceID: stored.ID, Warnings: out.Warnings}, nil
 }
 
 // uidSeed derives the SEG's UIDs from the job's message (id, generation and

@@ -521,3 +521,30 @@ func waitEnded(t *testing.T, w *Worker) string {
 		return ""
 	}
 }
+
+// TestWorker_WarningsAndForce: the pipeline's plausibility warnings reach
+// the job's result, and a forced job runs the pipeline with Force, so the
+// manifest's rules do not skip what a person asked for.
+func TestWorker_WarningsAndForce(t *testing.T) {
+	_, b := setup(t)
+	forced := make(chan bool, 2)
+	b.runner.run = func(_ context.Context, in pipeline.Input) (*pipeline.Output, error) {
+		forced <- in.Force
+		return &pipeline.Output{SEG: []byte("seg"), Warnings: []string{"segment Brain (label 1) is 312.4 mL"}}, nil
+	}
+	b.deliver(1)
+	e := b.waitEvent(t, "complete", "fail", "retry", "skip")
+	if e.op != "complete" || len(e.res.Warnings) != 1 || !strings.Contains(e.res.Warnings[0], "312.4 mL") {
+		t.Fatalf("event %+v, want complete with the warning", e)
+	}
+	if <-forced {
+		t.Error("an ordinary job ran with Force")
+	}
+	job := queue.Job{SeriesID: seriesID, Model: b.model.Name, ModelVersion: b.model.Version, Generation: 2, Force: true}
+	job.ID = queue.JobID(job.SeriesID, job.Model, job.ModelVersion)
+	b.jobs.deliveries <- &queue.Delivery{Job: job, Attempt: 1, Seq: 2}
+	b.waitEvent(t, "complete", "fail", "retry", "skip")
+	if !<-forced {
+		t.Error("a forced job ran without Force")
+	}
+}

@@ -99,13 +99,34 @@ done
 curl -sf -K "$CURL_ORTHANC" "http://127.0.0.1:$ORTHANC_PORT/system" >/dev/null ||
   { echo "Orthanc did not start; see $DEMO/logs/orthanc.log"; exit 1; }
 
-echo "3/5 starting segbridge serve on 127.0.0.1:$BRIDGE_PORT (embedded NATS JetStream, 1 worker, CPU)"
+# The model: brainchop's pretrained mindgrab (a brain mask) when it is
+# installed (segbridge models install), installed first when
+# SEGBRIDGE_MODELS_URL says where its files are and the network allows;
+# otherwise the hand-built reference filter, and how to get mindgrab.
+SB="$ROOT/bin/segbridge"
+has_mindgrab() { "$SB" models list 2>/dev/null | grep -q '^mindgrab '; }
+if ! has_mindgrab && [ -n "${SEGBRIDGE_MODELS_URL:-}" ]; then
+  echo "    installing brainchop's mindgrab from SEGBRIDGE_MODELS_URL"
+  "$SB" models install brainchop mindgrab >"$DEMO/logs/models-install.log" 2>&1 ||
+    echo "    could not install mindgrab (see .demo/logs/models-install.log)"
+fi
+if has_mindgrab; then
+  MODEL_ENV=(SEGBRIDGE_MODEL=mindgrab)
+  MODEL_NAME="mindgrab (brainchop's pretrained brain mask; about 30 s and 2.3 GB on 2 CPU cores)"
+else
+  MODEL_ENV=(MODEL_PATH="$ROOT/testdata/models/head-threshold.yaml")
+  MODEL_NAME="the reference filter head-threshold (not a learned model)"
+  echo "    mindgrab is not installed, so the demo runs the reference filter. For a real brain mask:"
+  echo "      SEGBRIDGE_MODELS_URL=<brainchop's published models> bin/segbridge models install brainchop"
+  echo "    (README.md, \"Real models\", says where the files are), then make demo-stop && make demo"
+fi
+
+echo "3/5 starting segbridge serve on 127.0.0.1:$BRIDGE_PORT (embedded NATS JetStream, 1 worker, CPU), model $MODEL_NAME"
 (
   export ORTHANC_USER ORTHANC_PASSWORD_FILE="$DEMO/orthanc-password" SEGBRIDGE_WEBHOOK_TOKEN_FILE="$DEMO/webhook-token"
   export ORTHANC_URL="http://127.0.0.1:$ORTHANC_PORT" SEGBRIDGE_LISTEN="127.0.0.1:$BRIDGE_PORT" \
-    SEGBRIDGE_DATA_DIR="$DEMO/data" MODEL_PATH="$ROOT/testdata/models/head-threshold.yaml" \
-    SEGBRIDGE_LOG_FORMAT=console
-  exec nohup "$ROOT/bin/segbridge" serve >"$DEMO/logs/segbridge.log" 2>&1
+    SEGBRIDGE_DATA_DIR="$DEMO/data" SEGBRIDGE_LOG_FORMAT=console "${MODEL_ENV[@]}"
+  exec nohup "$SB" serve >"$DEMO/logs/segbridge.log" 2>&1
 ) &
 echo $! >"$DEMO/segbridge.pid"
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$BRIDGE_PORT/healthz" >/dev/null && break; sleep 0.1; done
@@ -136,7 +157,9 @@ if st["state"] != "done":
     print("\nthe job did not finish: state %s, error: %s" % (st["state"], job.get("error")))
     sys.exit(1)
 t = job.get("timings_ms", {})
-print("\nSEG stored in Orthanc:", job["seg_url"])
+print("\nSEG stored in Orthanc:", job["seg_url"], "(model %s)" % job.get("model"))
+for w in job.get("warnings") or []:
+    print("warning:", w)
 print("source series:        %s/app/explorer.html#series?uuid=%s" % (os.environ["ORTHANC"], job["series_id"]))
 print("\nstage times (ms):")
 print("  %-34s %9.0f" % ("upload to Orthanc (demo client)", float(os.environ["UPLOAD_S"]) * 1000))

@@ -120,6 +120,8 @@ def parse_args(argv):
     p.add_argument("--defect", choices=["mixed-orientation", "two-stacks", "duplicate", "gap", "no-pixels", "j2k"],
                    help="break the series for rejection tests")
     p.add_argument("--echoes", type=int, default=1, help="echoes per position (>1: a 4-D series)")
+    p.add_argument("--acquisition", choices=["2D", "3D"], default="3D", help="MRAcquisitionType (default 3D)")
+    p.add_argument("--description", help="SeriesDescription (default: T1 MPRAGE ch2 <plane>)")
     args = p.parse_args(argv)
     parts = args.step.split(",")
     if len(parts) == 1:
@@ -375,7 +377,7 @@ def main(argv):
     os.makedirs(truth_dir, exist_ok=True)
 
     now = datetime.datetime(2024, 5, 17, 9, 30, 0)
-    desc = "T1 MPRAGE ch2 %s%s" % (args.plane, " %gdeg" % args.tilt_deg if args.plane == "oblique" else "")
+    desc = args.description or "T1 MPRAGE ch2 %s%s" % (args.plane, " %gdeg" % args.tilt_deg if args.plane == "oblique" else "")
     ts = ExplicitVRLittleEndian if args.transfer_syntax == "explicit" else ImplicitVRLittleEndian
     wc = (float(truth_vals.max()) + float(truth_vals.min())) / 2
     ww = max(float(truth_vals.max()) - float(truth_vals.min()), 1.0)
@@ -470,7 +472,7 @@ def main(argv):
             ds.ScanningSequence = "GR"
             ds.SequenceVariant = ["SP", "MP"]
             ds.ScanOptions = ""
-            ds.MRAcquisitionType = "3D"
+            ds.MRAcquisitionType = args.acquisition
             ds.SliceThickness = ds_str(slice_sp)
             ds.SpacingBetweenSlices = ds_str(slice_sp)
             ds.RepetitionTime = "2300"

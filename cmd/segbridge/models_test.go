@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -198,10 +199,21 @@ func TestModels_InstallFailsWhole(t *testing.T) {
 			}
 		})
 	}
-	t.Run("no URL", func(t *testing.T) {
-		_, _, err := runCmd(t, map[string]string{"XDG_DATA_HOME": t.TempDir()}, "models", "install", "brainchop")
-		if err == nil || !strings.Contains(err.Error(), "set SEGBRIDGE_MODELS_URL (or --url)") || !strings.Contains(err.Error(), "commit 4c87885f3a2a8835e260d521dcec922b58d91d41") {
+	t.Run("unreachable server", func(t *testing.T) {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		l.Close() // nothing listens there now
+		data := t.TempDir()
+		env := map[string]string{"XDG_DATA_HOME": data, "SEGBRIDGE_MODELS_URL": "http://" + addr}
+		_, _, err = runCmd(t, env, "models", "install", "brainchop")
+		if err == nil || !strings.Contains(err.Error(), "nothing was installed") || !strings.Contains(err.Error(), "model.json") {
 			t.Errorf("error = %v", err)
+		}
+		if left, _ := filepath.Glob(filepath.Join(data, "segbridge", "models", "*")); len(left) != 0 {
+			t.Errorf("the model folder holds %v", left)
 		}
 	})
 }

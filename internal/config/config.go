@@ -87,8 +87,9 @@ type Config struct {
 	ModelPath string `env:"MODEL_PATH"`
 	// ModelsURL is where `segbridge models install` downloads published
 	// models from: <ModelsURL>/<model>/<file>, over HTTP(S) or from a local
-	// folder. No default.
-	ModelsURL string `env:"SEGBRIDGE_MODELS_URL"`
+	// folder. Default: brainchop's models as their authors publish them, at
+	// the commit whose files models/brainchop/SHA256SUMS pins.
+	ModelsURL string `env:"SEGBRIDGE_MODELS_URL" envDefault:"https://raw.githubusercontent.com/neuroneural/brainchop/4c87885f3a2a8835e260d521dcec922b58d91d41/public/models" doc:"brainchop's published models"`
 	// ModelFiles are folders (colon-separated) searched for a manifest's
 	// relative file and colormap when they are not beside the manifest.
 	ModelFiles []string `env:"SEGBRIDGE_MODEL_FILES" envSeparator:":"`

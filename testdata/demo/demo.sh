@@ -100,15 +100,15 @@ curl -sf -K "$CURL_ORTHANC" "http://127.0.0.1:$ORTHANC_PORT/system" >/dev/null |
   { echo "Orthanc did not start; see $DEMO/logs/orthanc.log"; exit 1; }
 
 # The model: brainchop's pretrained mindgrab (a brain mask) when it is
-# installed (segbridge models install), installed first when
-# SEGBRIDGE_MODELS_URL says where its files are and the network allows;
-# otherwise the hand-built reference filter, and how to get mindgrab.
+# installed (segbridge models install), installed first when the network
+# allows (from SEGBRIDGE_MODELS_URL, by default where brainchop publishes
+# them); otherwise the hand-built reference filter, and how to get mindgrab.
 SB="$ROOT/bin/segbridge"
 has_mindgrab() { "$SB" models list 2>/dev/null | grep -q '^mindgrab '; }
-if ! has_mindgrab && [ -n "${SEGBRIDGE_MODELS_URL:-}" ]; then
-  echo "    installing brainchop's mindgrab from SEGBRIDGE_MODELS_URL"
-  "$SB" models install brainchop mindgrab >"$DEMO/logs/models-install.log" 2>&1 ||
-    echo "    could not install mindgrab (see .demo/logs/models-install.log)"
+if ! has_mindgrab; then
+  echo "    installing brainchop's mindgrab (segbridge models install brainchop mindgrab)"
+  timeout 600 "$SB" models install brainchop mindgrab >"$DEMO/logs/models-install.log" 2>&1 ||
+    echo "    could not install mindgrab (no network? see .demo/logs/models-install.log)"
 fi
 if has_mindgrab; then
   MODEL_ENV=(SEGBRIDGE_MODEL=mindgrab)
@@ -117,8 +117,8 @@ else
   MODEL_ENV=(MODEL_PATH="$ROOT/testdata/models/head-threshold.yaml")
   MODEL_NAME="the reference filter head-threshold (not a learned model)"
   echo "    mindgrab is not installed, so the demo runs the reference filter. For a real brain mask:"
-  echo "      SEGBRIDGE_MODELS_URL=<brainchop's published models> bin/segbridge models install brainchop"
-  echo "    (README.md, \"Real models\", says where the files are), then make demo-stop && make demo"
+  echo "      bin/segbridge models install brainchop   (or make models; SEGBRIDGE_MODELS_URL=<a copy> offline)"
+  echo "    (README.md, \"Real models\"), then make demo-stop && make demo"
 fi
 
 echo "3/5 starting segbridge serve on 127.0.0.1:$BRIDGE_PORT (embedded NATS JetStream, 1 worker, CPU), model $MODEL_NAME"

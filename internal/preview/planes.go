@@ -64,16 +64,16 @@ func (a Axis) index(p, size int) int {
 // floor(p*N/size), reversed when Flip).
 type Panel struct {
 	// Name is "axial", "coronal" or "sagittal".
-	Name          string `json:"name"`
-	X             int    `json:"x"`
-	Y             int    `json:"y"`
-	Width         int    `json:"width"`
-	Height        int    `json:"height"`
-	Fixed         Fixed  `json:"fixed"`
-	Horizontal    Axis   `json:"horizontal"`
-	Vertical      Axis   `json:"vertical"`
-	MaskedPixels  int    `json:"masked_pixels"`
-	Orientation   string `json:"orientation"`
+	Name          string  `json:"name"`
+	X             int     `json:"x"`
+	Y             int     `json:"y"`
+	Width         int     `json:"width"`
+	Height        int     `json:"height"`
+	Fixed         Fixed   `json:"fixed"`
+	Horizontal    Axis    `json:"horizontal"`
+	Vertical      Axis    `json:"vertical"`
+	MaskedPixels  int     `json:"masked_pixels"`
+	Orientation   string  `json:"orientation"`
 	MillimetrePer float64 `json:"mm_per_pixel"`
 }
 

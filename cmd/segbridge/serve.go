@@ -196,7 +196,11 @@ func limits(cfg *config.Config) volume.Limits {
 // newWorker builds the workers of serve and of `segbridge worker`.
 func newWorker(logger zerolog.Logger, cfg *config.Config, jobs worker.JobSource, oc *orthanc.Client, rt *inference.Runtime,
 	decoder volume.FrameDecoder, models []*model.Model, ackWait time.Duration) (*worker.Worker, error) {
-	pl, err := pipeline.New(rt, pipeline.Config{Limits: limits(cfg), SoftwareVersions: "segbridge " + Version})
+	outputs, err := pipeline.ParseOutputs(cfg.Outputs)
+	if err != nil {
+		return nil, fmt.Errorf("SEGBRIDGE_OUTPUTS: %w", err)
+	}
+	pl, err := pipeline.New(rt, pipeline.Config{Limits: limits(cfg), SoftwareVersions: "segbridge " + Version, Outputs: outputs})
 	if err != nil {
 		return nil, err
 	}

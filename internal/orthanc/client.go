@@ -85,6 +85,8 @@ type Client struct {
 	segs   *segIndex
 	// plugins caches which plugins Orthanc has loaded (see transcode.go).
 	plugins pluginCache
+	// labels caches whether Orthanc has labels (see labels.go).
+	labels labelSupport
 }
 
 // NewClient returns a client for the Orthanc at cfg.URL.

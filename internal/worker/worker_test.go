@@ -109,12 +109,12 @@ func (f *fakeJobs) HandBack(_ context.Context, l *queue.Lease, reason string) (*
 
 // fakePACS serves one series of synthetic instances.
 type fakePACS struct {
-	mu        sync.Mutex
-	series    map[string]*orthanc.Series
-	files     map[string][]byte
-	header    orthanc.ImageHeader
-	seg       *orthanc.SEGRef
-	stored    int
+	mu     sync.Mutex
+	series map[string]*orthanc.Series
+	files  map[string][]byte
+	header orthanc.ImageHeader
+	seg    *orthanc.SEGRef
+	stored int
 	// storedFiles are the files stored, in order; labels the label calls
 	// ("+level/id/label" or "-level/id/label"), with labels supported when
 	// hasLabels.
@@ -122,8 +122,8 @@ type fakePACS struct {
 	labels      []string
 	hasLabels   bool
 	seriesErr   error
-	panicOn   string // instance id whose download panics
-	downloads int
+	panicOn     string // instance id whose download panics
+	downloads   int
 }
 
 func (p *fakePACS) Series(_ context.Context, id string) (*orthanc.Series, error) {

@@ -150,7 +150,18 @@ func serve(ctx context.Context, logger zerolog.Logger, cfg *config.Config) error
 type segVerifier struct{ oc *orthanc.Client }
 
 func (v segVerifier) VerifyResult(ctx context.Context, job queue.Job, res queue.Result) error {
-	return v.oc.VerifySEG(ctx, res.SEGInstanceID, res.SEGSeriesID, job.SeriesID, job.Model, job.ModelVersion)
+	if err := v.oc.VerifySEG(ctx, res.SEGInstanceID, res.SEGSeriesID, job.SeriesID, job.Model, job.ModelVersion); err != nil {
+		return err
+	}
+	for _, o := range []struct{ id, modality string }{{res.SRSeriesID, "SR"}, {res.PreviewSeriesID, "OT"}} {
+		if o.id == "" {
+			continue
+		}
+		if err := v.oc.VerifyBeside(ctx, o.id, job.SeriesID, o.modality); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func newOrthanc(logger zerolog.Logger, cfg *config.Config) (*orthanc.Client, error) {

@@ -338,9 +338,10 @@ func (c *Client) Series(ctx context.Context, id string) (*Series, error) {
 
 // Study is the answer of GET /studies/{id}.
 type Study struct {
-	ID            string
-	Series        []string
-	MainDicomTags map[string]string
+	ID                   string
+	Series               []string
+	MainDicomTags        map[string]string
+	PatientMainDicomTags map[string]string
 }
 
 // Study reads one study.

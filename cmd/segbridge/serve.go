@@ -18,6 +18,7 @@ import (
 	"github.com/segbridge/segbridge/internal/pipeline"
 	"github.com/segbridge/segbridge/internal/queue"
 	"github.com/segbridge/segbridge/internal/reconcile"
+	"github.com/segbridge/segbridge/internal/resultview"
 	"github.com/segbridge/segbridge/internal/volume"
 	"github.com/segbridge/segbridge/internal/worker"
 )
@@ -48,6 +49,14 @@ func serve(ctx context.Context, logger zerolog.Logger, cfg *config.Config) error
 		logger.Info().Str("url", u).Msg("queue open to remote workers")
 	}
 
+	// JPEG 2000 decoding in child processes, for the workers and for the
+	// status page's previews; the children start when first needed.
+	pool, err := codec.NewPool(logger, codec.Config{})
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+
 	metrics := bridge.NewMetrics()
 	in, err := intake.New(logger, q, oc, metrics, intake.Config{Models: models, DefaultModel: cfg.Model, Modalities: cfg.Modalities})
 	if err != nil {
@@ -60,6 +69,7 @@ func serve(ctx context.Context, logger zerolog.Logger, cfg *config.Config) error
 		Metrics:          metrics,
 		OrthancPublicURL: cfg.OrthancPublicURL,
 		DjangoWait:       djangoWait(cfg.DjangoWait),
+		Results:          resultview.New(oc, resultview.Config{Limits: limits(cfg), Decoder: pool}),
 	})
 	if err != nil {
 		return err
@@ -96,11 +106,6 @@ func serve(ctx context.Context, logger zerolog.Logger, cfg *config.Config) error
 			return err
 		}
 		defer rt.Close()
-		pool, err := codec.NewPool(logger, codec.Config{})
-		if err != nil {
-			return err
-		}
-		defer pool.Close()
 		w, err = newWorker(logger, cfg, q, oc, rt, pool, models, q.AckWait())
 		if err != nil {
 			return err

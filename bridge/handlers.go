@@ -70,6 +70,10 @@ func (s *Server) view(st *queue.Status) JobView {
 	return v
 }
 
+// JobJSON is a job as GET /v1/jobs/{id} answers it: the body of the
+// notifications to SEGBRIDGE_NOTIFY_URL.
+func (s *Server) JobJSON(st *queue.Status) ([]byte, error) { return json.Marshal(s.view(st)) }
+
 // skipView is the answer for a series that was not queued.
 type skipView struct {
 	SeriesID string `json:"series_id"`

@@ -14,6 +14,7 @@ import (
 	"github.com/segbridge/segbridge/internal/config"
 	"github.com/segbridge/segbridge/internal/intake"
 	"github.com/segbridge/segbridge/internal/model"
+	"github.com/segbridge/segbridge/internal/notify"
 	"github.com/segbridge/segbridge/internal/orthanc"
 	"github.com/segbridge/segbridge/internal/pipeline"
 	"github.com/segbridge/segbridge/internal/queue"
@@ -74,6 +75,13 @@ func serve(ctx context.Context, logger zerolog.Logger, cfg *config.Config) error
 	if err != nil {
 		return err
 	}
+	var nt *notify.Notifier
+	if cfg.NotifyURL != "" {
+		nt, err = notify.New(logger, q, notify.Config{URL: cfg.NotifyURL, Secret: cfg.NotifySecret, Body: srv.JobJSON})
+		if err != nil {
+			return err
+		}
+	}
 	var rec *reconcile.Reconciler
 	if cfg.ReconcileInterval > 0 {
 		admit := func(ctx context.Context, seriesID string, tags map[string]string) (reconcile.Outcome, error) {
@@ -122,6 +130,11 @@ func serve(ctx context.Context, logger zerolog.Logger, cfg *config.Config) error
 	if err := srv.Start(ctx); err != nil {
 		return err
 	}
+	if nt != nil {
+		if err := nt.Start(ctx); err != nil {
+			return err
+		}
+	}
 	if w != nil {
 		if err := w.Start(ctx); err != nil {
 			return err
@@ -141,6 +154,9 @@ func serve(ctx context.Context, logger zerolog.Logger, cfg *config.Config) error
 	var errs []error
 	if rec != nil {
 		errs = append(errs, rec.Stop(stopCtx))
+	}
+	if nt != nil {
+		errs = append(errs, nt.Stop(stopCtx))
 	}
 	errs = append(errs, srv.Stop(stopCtx))
 	if w != nil {

@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"image"
 	"image/png"
+	"io"
 	"math"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,6 +25,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/segbridge/segbridge/internal/fixture"
+	"github.com/segbridge/segbridge/internal/notify"
 	"github.com/segbridge/segbridge/internal/preview"
 )
 
@@ -137,10 +140,14 @@ const pageImage = `(() => {
 // SR and the preview series are in Orthanc beside the SEG. With an API token
 // the page asks for it once.
 func TestStatusPage_Browser(t *testing.T) {
+	hook := newHookReceiver(t)
+	secret := randomToken()
 	s := setupSystem(t, map[string]string{
 		"SEGBRIDGE_OUTPUTS": "seg,sr,preview",
 		// Automatic triggers take only CT: the MR series waits for the button.
-		"SEGBRIDGE_MODALITIES": "CT",
+		"SEGBRIDGE_MODALITIES":    "CT",
+		"SEGBRIDGE_NOTIFY_URL":    hook.srv.URL + "/segbridge-hook",
+		"SEGBRIDGE_NOTIFY_SECRET": secret,
 	})
 	src := fixture.MakeSeries(t, false, "--plane", "axial", "--step", "2", "--patient-id", "UI-1", "--seed", "3")
 	id := s.upload(t, src.Dir)
@@ -257,6 +264,17 @@ func TestStatusPage_Browser(t *testing.T) {
 	// The preview series, rendered by Orthanc itself.
 	s.checkPreviewSeries(t, full.PreviewSeriesID, id, mask, tr.Cols, tr.Rows, src)
 
+	// The caller was told, once, signed, with the status API's body.
+	n := hook.wait(t, 30*time.Second)
+	if n.header.Get(notify.HeaderEvent) != "job.done" || !strings.HasPrefix(n.header.Get(notify.HeaderDelivery), jobID+".") ||
+		!notify.Verify([]byte(secret), n.header.Get(notify.HeaderTimestamp), n.body, n.header.Get(notify.HeaderSignature)) {
+		t.Errorf("notification headers %v do not verify", n.header)
+	}
+	var told jobView
+	if err := json.Unmarshal(n.body, &told); err != nil || told.ID != jobID || told.State != "done" || told.SEGSeriesID != job.SEGSeriesID || told.SEGURL == "" {
+		t.Errorf("notification body %s: %v", n.body, err)
+	}
+
 	if *updateScreenshot {
 		shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 		if err != nil {
@@ -297,6 +315,38 @@ func TestStatusPage_Browser(t *testing.T) {
 			t.Errorf("the page asked for the token again after a reload (%v)", err)
 		}
 	})
+}
+
+// hookReceiver stands for the caller's system behind SEGBRIDGE_NOTIFY_URL.
+type hookReceiver struct {
+	srv *httptest.Server
+	got chan hookRequest
+}
+
+type hookRequest struct {
+	header http.Header
+	body   []byte
+}
+
+func newHookReceiver(t *testing.T) *hookReceiver {
+	h := &hookReceiver{got: make(chan hookRequest, 16)}
+	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		h.got <- hookRequest{r.Header.Clone(), b}
+	}))
+	t.Cleanup(h.srv.Close)
+	return h
+}
+
+func (h *hookReceiver) wait(t *testing.T, within time.Duration) hookRequest {
+	t.Helper()
+	select {
+	case r := <-h.got:
+		return r
+	case <-time.After(within):
+		t.Fatal("no notification")
+		return hookRequest{}
+	}
 }
 
 // checkPreviewPixels checks each pixel of a three-plane preview against the

@@ -63,6 +63,13 @@ func serve(ctx context.Context, logger zerolog.Logger, cfg *config.Config) error
 	if err != nil {
 		return err
 	}
+	// The status page's previews read series as a worker does.
+	results, err := resultview.New(oc, resultview.Config{Load: func(ctx context.Context, id string) (*volume.Volume, error) {
+		return worker.LoadSeries(ctx, oc, id, limits(cfg), pool, cfg.DownloadConcurrency)
+	}})
+	if err != nil {
+		return err
+	}
 	srv, err := bridge.New(logger, q, in, oc, bridge.Config{
 		Listen:           cfg.Listen,
 		WebhookToken:     cfg.WebhookToken,
@@ -70,7 +77,7 @@ func serve(ctx context.Context, logger zerolog.Logger, cfg *config.Config) error
 		Metrics:          metrics,
 		OrthancPublicURL: cfg.OrthancPublicURL,
 		DjangoWait:       djangoWait(cfg.DjangoWait),
-		Results:          resultview.New(oc, resultview.Config{Limits: limits(cfg), Decoder: pool}),
+		Results:          results,
 	})
 	if err != nil {
 		return err

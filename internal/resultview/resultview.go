@@ -14,31 +14,27 @@ import (
 	"fmt"
 	"image/png"
 	"sync"
+	"time"
 
 	"github.com/segbridge/segbridge/internal/dicomseg"
 	"github.com/segbridge/segbridge/internal/orthanc"
 	"github.com/segbridge/segbridge/internal/preview"
 	"github.com/segbridge/segbridge/internal/volume"
-	"github.com/segbridge/segbridge/internal/worker"
 )
 
-// pacs is what reading a result needs of Orthanc.
-type pacs interface {
-	Series(ctx context.Context, id string) (*orthanc.Series, error)
+// segReader reads a SEG instance's file from Orthanc.
+type segReader interface {
 	InstanceFile(ctx context.Context, id string) ([]byte, error)
 }
 
-var _ pacs = (*orthanc.Client)(nil)
+var _ segReader = (*orthanc.Client)(nil)
 
-// Config configures a Renderer. Every zero field takes its default.
+// Config configures a Renderer. Every zero field but Load takes its default.
 type Config struct {
-	// Limits bound the source series read (volume.Limits defaults).
-	Limits volume.Limits
-	// Decoder decodes JPEG 2000 and HTJ2K source frames; nil refuses such
-	// series with a reason.
-	Decoder volume.FrameDecoder
-	// Concurrency is how many instances are downloaded at once. Default 8.
-	Concurrency int
+	// Load reads a source series into a volume, as a job does
+	// (worker.LoadSeries with the limits and decoder of the deployment).
+	// Required.
+	Load func(ctx context.Context, seriesID string) (*volume.Volume, error)
 	// Renders is how many results are computed at once; more callers wait.
 	// Default 2: a result holds a whole source volume while it is made.
 	Renders int
@@ -47,10 +43,6 @@ type Config struct {
 }
 
 func (c Config) withDefaults() Config {
-	c.Limits = c.Limits.WithDefaults()
-	if c.Concurrency <= 0 {
-		c.Concurrency = 8
-	}
 	if c.Renders <= 0 {
 		c.Renders = 2
 	}
@@ -88,7 +80,7 @@ type Result struct {
 
 // Renderer makes results and keeps the latest ones.
 type Renderer struct {
-	pacs pacs
+	pacs segReader
 	cfg  Config
 	sem  chan struct{}
 
@@ -104,10 +96,14 @@ type entry struct {
 	err  error
 }
 
-// New makes a Renderer reading from Orthanc.
-func New(p pacs, cfg Config) *Renderer {
+// New makes a Renderer reading SEGs from Orthanc and source series with
+// cfg.Load.
+func New(p segReader, cfg Config) (*Renderer, error) {
+	if p == nil || cfg.Load == nil {
+		return nil, errors.New("resultview: an Orthanc and Config.Load are required")
+	}
 	cfg = cfg.withDefaults()
-	return &Renderer{pacs: p, cfg: cfg, sem: make(chan struct{}, cfg.Renders), cache: map[string]*list.Element{}, order: list.New()}
+	return &Renderer{pacs: p, cfg: cfg, sem: make(chan struct{}, cfg.Renders), cache: map[string]*list.Element{}, order: list.New()}, nil
 }
 
 // Render returns the result of the SEG instance segInstanceID of source
@@ -136,7 +132,11 @@ func (r *Renderer) Render(ctx context.Context, sourceSeriesID, segInstanceID str
 	}
 	r.mu.Unlock()
 
-	e.res, e.err = r.render(ctx, sourceSeriesID, segInstanceID)
+	// The result is shared: a caller that goes away must not fail it for
+	// the others waiting on it.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), renderTimeout)
+	e.res, e.err = r.render(rctx, sourceSeriesID, segInstanceID)
+	cancel()
 	close(e.done)
 	if e.err != nil {
 		r.mu.Lock()
@@ -148,6 +148,9 @@ func (r *Renderer) Render(ctx context.Context, sourceSeriesID, segInstanceID str
 	}
 	return e.res, e.err
 }
+
+// renderTimeout bounds making one result (downloading the source series).
+const renderTimeout = 2 * time.Minute
 
 // ErrMismatch is wrapped by Render's error when the SEG does not lie on its
 // source series (another series, another grid).
@@ -181,7 +184,7 @@ func (r *Renderer) render(ctx context.Context, sourceSeriesID, segInstanceID str
 		}
 	}
 
-	vol, err := r.source(ctx, sourceSeriesID)
+	vol, err := r.cfg.Load(ctx, sourceSeriesID)
 	if err != nil {
 		return nil, err
 	}
@@ -211,32 +214,4 @@ func (r *Renderer) render(ctx context.Context, sourceSeriesID, segInstanceID str
 	}
 	res.Preview, res.PNG = lay, buf.Bytes()
 	return res, nil
-}
-
-// source downloads and assembles the source series, within the limits.
-func (r *Renderer) source(ctx context.Context, id string) (*volume.Volume, error) {
-	ser, err := r.pacs.Series(ctx, id)
-	if err != nil {
-		return nil, fmt.Errorf("read series %s: %w", id, err)
-	}
-	lim := r.cfg.Limits
-	budget := lim.NewBudget()
-	parser := volume.Parser{Decoder: r.cfg.Decoder, MaxBytes: lim.MaxBytes}
-	insts, _, err := worker.FetchInstances(ctx, uncompressed{r.pacs}, parser, ser.Instances, r.cfg.Concurrency, budget.Add, nil)
-	if err != nil {
-		return nil, fmt.Errorf("series %s: %w", id, err)
-	}
-	vol, err := volume.Assemble(insts, lim)
-	if err != nil {
-		return nil, fmt.Errorf("series %s: %w", id, err)
-	}
-	return vol, nil
-}
-
-// uncompressed fetches instances so that the parser can read them, asking
-// Orthanc to transcode only what it can do safely (as the worker does).
-type uncompressed struct{ p pacs }
-
-func (u uncompressed) InstanceFile(ctx context.Context, id string) ([]byte, error) {
-	return orthanc.UncompressedInstanceFile(ctx, u.p, id)
 }

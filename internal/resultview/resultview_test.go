@@ -18,6 +18,7 @@ import (
 	"github.com/segbridge/segbridge/internal/orthanctest"
 	"github.com/segbridge/segbridge/internal/resultview"
 	"github.com/segbridge/segbridge/internal/volume"
+	"github.com/segbridge/segbridge/internal/worker"
 )
 
 // stored is a series in Orthanc with a SEG of its head (ch2 > 0).
@@ -76,7 +77,12 @@ func TestRenderer(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := storeWithSEG(t, o, c, "RV-A")
-	r := resultview.New(c, resultview.Config{})
+	r, err := resultview.New(c, resultview.Config{Load: func(ctx context.Context, id string) (*volume.Volume, error) {
+		return worker.LoadSeries(ctx, c, id, volume.Limits{}, nil, 4)
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx := context.Background()
 
 	res, err := r.Render(ctx, a.seriesID, a.segID)

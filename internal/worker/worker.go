@@ -594,7 +594,7 @@ func (w *Worker) download(ctx context.Context, ser *orthanc.Series, t *pipeline.
 
 // uncompressed fetches instances so that the parser can read them, asking
 // Orthanc to transcode only what it can do safely.
-type uncompressed struct{ p pacs }
+type uncompressed struct{ p InstanceFetcher }
 
 func (u uncompressed) InstanceFile(ctx context.Context, id string) ([]byte, error) {
 	return orthanc.UncompressedInstanceFile(ctx, u.p, id)

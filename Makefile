@@ -21,6 +21,9 @@ APT_PKGS := orthanc dicom3tools mricron-data python3-pydicom python3-numpy \
             python3-nibabel python3-scipy python3-onnx curl ca-certificates \
             libopenjp2-7 libopenjp2-7-dev libopenjp2-tools openjph-tools dcmtk \
             libgdcm-tools orthanc-gdcm
+# The status page's browser test drives Debian's chromium; the legacy Orthanc
+# Explorer's AI analysis button is a plugin for orthanc-python.
+APT_PKGS += chromium orthanc-python
 
 export SEGBRIDGE_ORT_LIB := $(CURDIR)/$(ORT_LIB)
 
@@ -68,6 +71,10 @@ build: ## build bin/segbridge
 .PHONY: test
 test: deps ## install what is missing, then run unit and integration tests (real Orthanc, NATS, ONNX Runtime)
 	$(GO) test -count=1 -timeout 25m ./...
+
+.PHONY: screenshot
+screenshot: deps ## rewrite docs/status-page.png and docs/orthanc-explorer-button.png from the browser tests' run
+	$(GO) test -count=1 -timeout 5m -run 'TestStatusPage_Browser|TestOrthancExplorer_PythonPlugin' ./cmd/segbridge -update-screenshot
 
 .PHONY: bench
 bench: deps build ## measure stage times, download, intake, memory and scale; writes bench/results.json and bench/RESULTS.md

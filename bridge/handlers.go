@@ -48,8 +48,12 @@ func ParseWebhookEvent(body []byte) (*WebhookEvent, error) {
 // JobView is a job as the API shows it.
 type JobView struct {
 	*queue.Status
-	// SEGURL is the Orthanc Explorer page of the SEG series, once done.
-	SEGURL string `json:"seg_url,omitempty"`
+	// SEGURL is the Orthanc Explorer page of the SEG series, once done;
+	// SRURL and PreviewURL those of the volumes report and the preview
+	// series, when the job wrote them.
+	SEGURL     string `json:"seg_url,omitempty"`
+	SRURL      string `json:"sr_url,omitempty"`
+	PreviewURL string `json:"preview_url,omitempty"`
 }
 
 func (s *Server) view(st *queue.Status) JobView {
@@ -57,8 +61,18 @@ func (s *Server) view(st *queue.Status) JobView {
 	if st.SEGSeriesID != "" {
 		v.SEGURL = orthanc.ExplorerURL(s.cfg.OrthancPublicURL, st.SEGSeriesID)
 	}
+	if st.SRSeriesID != "" {
+		v.SRURL = orthanc.ExplorerURL(s.cfg.OrthancPublicURL, st.SRSeriesID)
+	}
+	if st.PreviewSeriesID != "" {
+		v.PreviewURL = orthanc.ExplorerURL(s.cfg.OrthancPublicURL, st.PreviewSeriesID)
+	}
 	return v
 }
+
+// JobJSON is a job as GET /v1/jobs/{id} answers it: the body of the
+// notifications to SEGBRIDGE_NOTIFY_URL.
+func (s *Server) JobJSON(st *queue.Status) ([]byte, error) { return json.Marshal(s.view(st)) }
 
 // skipView is the answer for a series that was not queued.
 type skipView struct {
@@ -246,17 +260,37 @@ func (s *Server) seriesStatus(c echo.Context) error {
 	default:
 		out.Warning = "cannot read series from Orthanc: " + oerr.Error()
 	}
+	var tags map[string]string
+	if ser != nil {
+		tags = ser.MainDicomTags
+	}
+	var warn string
+	out.Jobs, out.State, warn = s.seriesJobs(ctx, id, ser != nil, tags, sts)
+	if warn != "" {
+		out.Warning = warn
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+// seriesJobs merges the queue's jobs of a series with Orthanc's record: a
+// job the queue does not know as queued, running or done, whose SEG by that
+// model version Orthanc holds, is shown done with source "orthanc" (nothing
+// is written). inOrthanc says Orthanc has the series, with main tags tags.
+// state is the default model's job's state, else the first job's, else
+// "none"; warning says what could not be checked.
+func (s *Server) seriesJobs(ctx context.Context, id string, inOrthanc bool, tags map[string]string, sts []*queue.Status) (jobs []JobView, state queue.State, warning string) {
+	jobs, state = []JobView{}, "none"
 	byID := map[string]int{}
 	for _, st := range sts {
-		byID[st.ID] = len(out.Jobs)
-		out.Jobs = append(out.Jobs, s.view(st))
+		byID[st.ID] = len(jobs)
+		jobs = append(jobs, s.view(st))
 	}
-	if ser != nil && !strings.EqualFold(ser.Modality(), "SEG") {
-		info := intake.Series{ID: id, Tags: ser.MainDicomTags}.Info()
+	if inOrthanc && !strings.EqualFold(tags["Modality"], "SEG") {
+		info := intake.Series{ID: id, Tags: tags}.Info()
 		for _, m := range s.intake.Models() {
 			jid := queue.JobID(id, m.Name, m.Version)
 			i, known := byID[jid]
-			if known && (out.Jobs[i].State == queue.StateQueued || out.Jobs[i].State == queue.StateRunning || out.Jobs[i].State == queue.StateDone) {
+			if known && (jobs[i].State == queue.StateQueued || jobs[i].State == queue.StateRunning || jobs[i].State == queue.StateDone) {
 				continue
 			}
 			if ok, _ := m.Matches(info); !ok && !known {
@@ -264,7 +298,7 @@ func (s *Server) seriesStatus(c echo.Context) error {
 			}
 			ref, err := s.orthanc.FindSEG(ctx, id, m.Name, m.Version)
 			if err != nil {
-				out.Warning = "cannot look for SEGs in Orthanc: " + err.Error()
+				warning = "cannot look for SEGs in Orthanc: " + err.Error()
 				break
 			}
 			if ref == nil {
@@ -272,26 +306,26 @@ func (s *Server) seriesStatus(c echo.Context) error {
 			}
 			st := &queue.Status{State: queue.StateDone, Progress: 1, Source: "orthanc", SEGSeriesID: ref.SeriesID, SEGInstanceID: ref.InstanceID}
 			if known {
-				cp := *out.Jobs[i].Status
+				cp := *jobs[i].Status
 				cp.State, cp.Progress, cp.Source, cp.Error = queue.StateDone, 1, "orthanc", ""
 				cp.SEGSeriesID, cp.SEGInstanceID = ref.SeriesID, ref.InstanceID
-				out.Jobs[i] = s.view(&cp)
+				jobs[i] = s.view(&cp)
 				continue
 			}
 			st.Job = queue.Job{ID: jid, SeriesID: id, Model: m.Name, ModelVersion: m.Version, Trigger: "orthanc"}
-			out.Jobs = append(out.Jobs, s.view(st))
+			jobs = append(jobs, s.view(st))
 		}
 	}
 	def := s.intake.DefaultModel()
-	for _, j := range out.Jobs {
+	for _, j := range jobs {
 		if def != nil && j.ID == queue.JobID(id, def.Name, def.Version) {
-			out.State = j.State
+			state = j.State
 		}
 	}
-	if out.State == "none" && len(out.Jobs) > 0 {
-		out.State = out.Jobs[0].State
+	if state == "none" && len(jobs) > 0 {
+		state = jobs[0].State
 	}
-	return c.JSON(http.StatusOK, out)
+	return jobs, state, warning
 }
 
 func (s *Server) listJobs(c echo.Context) error {

@@ -58,7 +58,17 @@ func (f *fakeQueue) Status(_ context.Context, id string) (*queue.Status, error) 
 	}
 	return nil, queue.ErrNotFound
 }
-func (f *fakeQueue) SeriesStatus(context.Context, string) ([]*queue.Status, error) { return nil, nil }
+func (f *fakeQueue) SeriesStatus(_ context.Context, series string) ([]*queue.Status, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []*queue.Status
+	for _, st := range f.jobs {
+		if st.SeriesID == series {
+			out = append(out, st)
+		}
+	}
+	return out, nil
+}
 func (f *fakeQueue) List(context.Context, queue.State, int) ([]*queue.Status, error) {
 	return nil, nil
 }
@@ -101,6 +111,10 @@ func (f *fakeOrthanc) FindSEG(_ context.Context, src, _, _ string) (*orthanc.SEG
 func (f *fakeOrthanc) LookupSeries(context.Context, string) (string, error) {
 	f.call()
 	return "", orthanc.ErrNotFound
+}
+func (f *fakeOrthanc) RecentSeries(context.Context, int, int, func(string) bool) ([]orthanc.SeriesSummary, error) {
+	f.call()
+	return nil, nil
 }
 
 const testToken = "0123456789abcdef0123"

@@ -51,6 +51,7 @@ type seriesReader interface {
 	System(ctx context.Context) (*orthanc.System, error)
 	FindSEG(ctx context.Context, sourceSeriesID, algorithm, version string) (*orthanc.SEGRef, error)
 	LookupSeries(ctx context.Context, seriesInstanceUID string) (string, error)
+	RecentSeries(ctx context.Context, scan, limit int, keep func(modality string) bool) ([]orthanc.SeriesSummary, error)
 }
 
 var (
@@ -103,6 +104,13 @@ type Config struct {
 	// MaxHeaderBytes caps the request line and headers. Default 64 KiB (a
 	// bearer token and a browser's headers fit many times over).
 	MaxHeaderBytes int
+
+	// MaxEventStreams is how many status pages may follow GET /v1/events at
+	// once; the next get 503. Default 64.
+	MaxEventStreams int
+	// Results renders done jobs for the status page (resultview.Renderer);
+	// nil: the page shows volumes and links but no preview.
+	Results ResultRenderer
 }
 
 // withDefaults fills the fields left zero.
@@ -134,6 +142,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxHeaderBytes <= 0 {
 		c.MaxHeaderBytes = 64 << 10
 	}
+	if c.MaxEventStreams <= 0 {
+		c.MaxEventStreams = 64
+	}
 	return c
 }
 
@@ -154,6 +165,11 @@ type Server struct {
 	longPolls    chan struct{}
 	stopping     chan struct{}
 	stoppingOnce sync.Once
+
+	// hub feeds the status page's event streams; streams holds a token per
+	// open stream.
+	hub     *hub
+	streams chan struct{}
 
 	mu          sync.Mutex
 	listener    net.Listener
@@ -180,6 +196,8 @@ func New(logger zerolog.Logger, q jobQueue, in admitter, o seriesReader, cfg Con
 
 		longPolls: make(chan struct{}, cfg.MaxLongPolls),
 		stopping:  make(chan struct{}),
+		hub:       newHub(),
+		streams:   make(chan struct{}, cfg.MaxEventStreams),
 	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics()
@@ -204,7 +222,11 @@ func (s *Server) Handler() http.Handler { return s.echo }
 // Start listens and serves in the background; it returns once listening.
 func (s *Server) Start(ctx context.Context) error {
 	wctx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
-	if err := s.queue.Watch(wctx, s.metrics.status); err != nil {
+	watch := func(st *queue.Status, initial bool) {
+		s.metrics.status(st, initial)
+		s.hub.publish(st, initial)
+	}
+	if err := s.queue.Watch(wctx, watch); err != nil {
 		stopWatch()
 		return fmt.Errorf("bridge: %w", err)
 	}
@@ -246,7 +268,7 @@ func (s *Server) Addr() string {
 // waited for (up to DjangoWait): their jobs go on, and the client asks for
 // the status later. Safe to call twice.
 func (s *Server) Stop(ctx context.Context) error {
-	s.stoppingOnce.Do(func() { close(s.stopping) })
+	s.stoppingOnce.Do(func() { close(s.stopping); s.hub.close() })
 	s.mu.Lock()
 	done, stopWatch := s.done, s.stopWatchFn
 	s.done, s.stopWatchFn = nil, nil
@@ -282,6 +304,12 @@ func (s *Server) routes() *echo.Echo {
 	api.GET("/jobs", s.listJobs)
 	api.GET("/jobs/:id", s.getJob)
 	api.DELETE("/jobs/:id", s.cancelJob)
+	// The status page's own API, and its files.
+	api.GET("/events", s.events)
+	api.GET("/page/series", s.pageSeries)
+	api.GET("/jobs/:id/result", s.jobResult)
+	api.GET("/jobs/:id/preview.png", s.jobPreview)
+	s.pageRoutes(e)
 
 	// The seed's Django paths, so its frontend works unchanged.
 	dj := e.Group("/api/mri/segmentation", s.requireToken(func() string { return s.cfg.APIToken }))

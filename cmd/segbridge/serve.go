@@ -14,10 +14,12 @@ import (
 	"github.com/segbridge/segbridge/internal/config"
 	"github.com/segbridge/segbridge/internal/intake"
 	"github.com/segbridge/segbridge/internal/model"
+	"github.com/segbridge/segbridge/internal/notify"
 	"github.com/segbridge/segbridge/internal/orthanc"
 	"github.com/segbridge/segbridge/internal/pipeline"
 	"github.com/segbridge/segbridge/internal/queue"
 	"github.com/segbridge/segbridge/internal/reconcile"
+	"github.com/segbridge/segbridge/internal/resultview"
 	"github.com/segbridge/segbridge/internal/volume"
 	"github.com/segbridge/segbridge/internal/worker"
 )
@@ -48,8 +50,23 @@ func serve(ctx context.Context, logger zerolog.Logger, cfg *config.Config) error
 		logger.Info().Str("url", u).Msg("queue open to remote workers")
 	}
 
+	// JPEG 2000 decoding in child processes, for the workers and for the
+	// status page's previews; the children start when first needed.
+	pool, err := codec.NewPool(logger, codec.Config{})
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+
 	metrics := bridge.NewMetrics()
 	in, err := intake.New(logger, q, oc, metrics, intake.Config{Models: models, DefaultModel: cfg.Model, Modalities: cfg.Modalities})
+	if err != nil {
+		return err
+	}
+	// The status page's previews read series as a worker does.
+	results, err := resultview.New(oc, resultview.Config{Load: func(ctx context.Context, id string) (*volume.Volume, error) {
+		return worker.LoadSeries(ctx, oc, id, limits(cfg), pool, cfg.DownloadConcurrency)
+	}})
 	if err != nil {
 		return err
 	}
@@ -60,9 +77,17 @@ func serve(ctx context.Context, logger zerolog.Logger, cfg *config.Config) error
 		Metrics:          metrics,
 		OrthancPublicURL: cfg.OrthancPublicURL,
 		DjangoWait:       djangoWait(cfg.DjangoWait),
+		Results:          results,
 	})
 	if err != nil {
 		return err
+	}
+	var nt *notify.Notifier
+	if cfg.NotifyURL != "" {
+		nt, err = notify.New(logger, q, notify.Config{URL: cfg.NotifyURL, Secret: cfg.NotifySecret, Body: srv.JobJSON})
+		if err != nil {
+			return err
+		}
 	}
 	var rec *reconcile.Reconciler
 	if cfg.ReconcileInterval > 0 {
@@ -96,11 +121,6 @@ func serve(ctx context.Context, logger zerolog.Logger, cfg *config.Config) error
 			return err
 		}
 		defer rt.Close()
-		pool, err := codec.NewPool(logger, codec.Config{})
-		if err != nil {
-			return err
-		}
-		defer pool.Close()
 		w, err = newWorker(logger, cfg, q, oc, rt, pool, models, q.AckWait())
 		if err != nil {
 			return err
@@ -116,6 +136,11 @@ func serve(ctx context.Context, logger zerolog.Logger, cfg *config.Config) error
 	}
 	if err := srv.Start(ctx); err != nil {
 		return err
+	}
+	if nt != nil {
+		if err := nt.Start(ctx); err != nil {
+			return err
+		}
 	}
 	if w != nil {
 		if err := w.Start(ctx); err != nil {
@@ -141,6 +166,9 @@ func serve(ctx context.Context, logger zerolog.Logger, cfg *config.Config) error
 	if rec != nil {
 		errs = append(errs, rec.Stop(stopCtx))
 	}
+	if nt != nil {
+		errs = append(errs, nt.Stop(stopCtx))
+	}
 	errs = append(errs, srv.Stop(stopCtx))
 	if w != nil {
 		errs = append(errs, w.Stop(stopCtx))
@@ -154,7 +182,18 @@ func serve(ctx context.Context, logger zerolog.Logger, cfg *config.Config) error
 type segVerifier struct{ oc *orthanc.Client }
 
 func (v segVerifier) VerifyResult(ctx context.Context, job queue.Job, res queue.Result) error {
-	return v.oc.VerifySEG(ctx, res.SEGInstanceID, res.SEGSeriesID, job.SeriesID, job.Model, job.ModelVersion)
+	if err := v.oc.VerifySEG(ctx, res.SEGInstanceID, res.SEGSeriesID, job.SeriesID, job.Model, job.ModelVersion); err != nil {
+		return err
+	}
+	for _, o := range []struct{ id, modality string }{{res.SRSeriesID, "SR"}, {res.PreviewSeriesID, "OT"}} {
+		if o.id == "" {
+			continue
+		}
+		if err := v.oc.VerifyBeside(ctx, o.id, job.SeriesID, o.modality); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func newOrthanc(logger zerolog.Logger, cfg *config.Config) (*orthanc.Client, error) {
@@ -200,7 +239,11 @@ func limits(cfg *config.Config) volume.Limits {
 // newWorker builds the workers of serve and of `segbridge worker`.
 func newWorker(logger zerolog.Logger, cfg *config.Config, jobs worker.JobSource, oc *orthanc.Client, rt *inference.Runtime,
 	decoder volume.FrameDecoder, models []*model.Model, ackWait time.Duration) (*worker.Worker, error) {
-	pl, err := pipeline.New(rt, pipeline.Config{Limits: limits(cfg), SoftwareVersions: "segbridge " + Version})
+	outputs, err := pipeline.ParseOutputs(cfg.Outputs)
+	if err != nil {
+		return nil, fmt.Errorf("SEGBRIDGE_OUTPUTS: %w", err)
+	}
+	pl, err := pipeline.New(rt, pipeline.Config{Limits: limits(cfg), SoftwareVersions: "segbridge " + Version, Outputs: outputs})
 	if err != nil {
 		return nil, err
 	}

@@ -73,6 +73,13 @@ func setupSystemWith(t *testing.T, extraEnv map[string]string, orthancExtra map[
 		"Url": s.bridge, "Token": s.token, "Modalities": []string{"MR"},
 	}}
 	for k, v := range orthancExtra {
+		// A "Segbridge" section adds to the one made here (Url, Token).
+		if sec, ok := v.(map[string]any); ok && k == "Segbridge" {
+			for sk, sv := range sec {
+				extra["Segbridge"].(map[string]any)[sk] = sv
+			}
+			continue
+		}
 		extra[k] = v
 	}
 	s.orthanc = orthanctest.Start(t, orthanctest.Options{

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -123,6 +124,12 @@ type Config struct {
 	MaxAttempts int `env:"SEGBRIDGE_MAX_ATTEMPTS" envDefault:"5"`
 	// Modalities are the modalities automatic triggers may queue.
 	Modalities []string `env:"SEGBRIDGE_MODALITIES" envDefault:"MR" envSeparator:","`
+	// Outputs are what a worker writes for a job: seg (always), sr (the
+	// TID 1500 volumes report) and preview (the burned-in preview series).
+	Outputs []string `env:"SEGBRIDGE_OUTPUTS" envDefault:"seg,sr" envSeparator:","`
+	// NotifyURL receives a signed POST (NotifySecret) when a job ends.
+	NotifyURL string `env:"SEGBRIDGE_NOTIFY_URL"`
+
 	// LogLevel is debug, info, warn or error; LogFormat json or console
 	// (empty: console on a terminal, else json).
 	LogLevel  string `env:"SEGBRIDGE_LOG_LEVEL" envDefault:"info"`
@@ -144,6 +151,10 @@ type Config struct {
 	// NATSToken (SEGBRIDGE_NATS_TOKEN) is what remote workers present to the
 	// embedded listener, or what connects to an external server.
 	NATSToken string
+	// NotifySecret (SEGBRIDGE_NOTIFY_SECRET) signs the notifications to
+	// NotifyURL (HMAC-SHA256); required with it, at least
+	// MinNetworkTokenLen characters.
+	NotifySecret string
 
 	// DefaultModelsDir is where `segbridge models install` puts models when
 	// SEGBRIDGE_MODELS_DIR is not set, and where serve, worker and segment
@@ -160,7 +171,7 @@ type Config struct {
 
 // SecretVars are the variables read as secrets, each also from a file
 // (NAME_FILE).
-var SecretVars = []string{"ORTHANC_PASSWORD", "SEGBRIDGE_WEBHOOK_TOKEN", "SEGBRIDGE_API_TOKEN", "SEGBRIDGE_NATS_TOKEN"}
+var SecretVars = []string{"ORTHANC_PASSWORD", "SEGBRIDGE_WEBHOOK_TOKEN", "SEGBRIDGE_API_TOKEN", "SEGBRIDGE_NATS_TOKEN", "SEGBRIDGE_NOTIFY_SECRET"}
 
 // LatestChange, as a ChangeNumber, means Orthanc's newest change.
 const LatestChange ChangeNumber = -1
@@ -250,6 +261,7 @@ func FromEnv(getenv func(string) string) (*Config, error) {
 	secret("SEGBRIDGE_WEBHOOK_TOKEN", &c.WebhookToken)
 	secret("SEGBRIDGE_API_TOKEN", &c.APIToken)
 	secret("SEGBRIDGE_NATS_TOKEN", &c.NATSToken)
+	secret("SEGBRIDGE_NOTIFY_SECRET", &c.NotifySecret)
 
 	if c.OrthancPublicURL == "" {
 		c.OrthancPublicURL = c.OrthancURL
@@ -301,6 +313,30 @@ func (c *Config) validate(set map[string]string) []error {
 	}
 	if len(c.Modalities) == 0 {
 		errs = append(errs, errors.New("SEGBRIDGE_MODALITIES: name at least one modality (e.g. MR)"))
+	}
+	errs = append(errs, c.validateNotify()...)
+	return errs
+}
+
+// validateNotify checks the notification settings: an http(s) URL with a
+// host, and with it a secret long enough to sign with.
+func (c *Config) validateNotify() []error {
+	if c.NotifyURL == "" {
+		if c.NotifySecret != "" {
+			return []error{errors.New("SEGBRIDGE_NOTIFY_SECRET is set but SEGBRIDGE_NOTIFY_URL is not")}
+		}
+		return nil
+	}
+	var errs []error
+	u, err := url.Parse(c.NotifyURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+		errs = append(errs, fmt.Errorf("SEGBRIDGE_NOTIFY_URL: %q is not an http(s) URL without credentials", c.NotifyURL))
+	}
+	switch n := utf8.RuneCountInString(c.NotifySecret); {
+	case n == 0:
+		errs = append(errs, errors.New("SEGBRIDGE_NOTIFY_URL needs SEGBRIDGE_NOTIFY_SECRET to sign the notifications (make one with: openssl rand -hex 32)"))
+	case n < MinNetworkTokenLen:
+		errs = append(errs, fmt.Errorf("SEGBRIDGE_NOTIFY_SECRET has %d characters: it must have at least %d (make one with: openssl rand -hex 32)", n, MinNetworkTokenLen))
 	}
 	return errs
 }

@@ -173,3 +173,32 @@ func secretOf(c *Config, name string) string {
 	}
 	return ""
 }
+
+func TestFromEnv_Notify(t *testing.T) {
+	secret := strings.Repeat("0123456789abcdef", 2)
+	for _, tc := range []struct {
+		name    string
+		env     map[string]string
+		wantErr string // "" for none
+	}{
+		{"off", nil, ""},
+		{"URL and secret", map[string]string{"SEGBRIDGE_NOTIFY_URL": "https://127.0.0.1:9443/hook", "SEGBRIDGE_NOTIFY_SECRET": secret}, ""},
+		{"URL without secret", map[string]string{"SEGBRIDGE_NOTIFY_URL": "http://127.0.0.1:9000/hook"}, "SEGBRIDGE_NOTIFY_SECRET"},
+		{"short secret", map[string]string{"SEGBRIDGE_NOTIFY_URL": "http://127.0.0.1:9000/hook", "SEGBRIDGE_NOTIFY_SECRET": "short"}, "at least 32"},
+		{"not http", map[string]string{"SEGBRIDGE_NOTIFY_URL": "ftp://127.0.0.1/hook", "SEGBRIDGE_NOTIFY_SECRET": secret}, "SEGBRIDGE_NOTIFY_URL"},
+		{"credentials in URL", map[string]string{"SEGBRIDGE_NOTIFY_URL": "http://u:p@127.0.0.1/hook", "SEGBRIDGE_NOTIFY_SECRET": secret}, "without credentials"},
+		{"secret without URL", map[string]string{"SEGBRIDGE_NOTIFY_SECRET": secret}, "SEGBRIDGE_NOTIFY_URL is not"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := FromEnv(envOf(tc.env))
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Fatalf("error %v", err)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Fatalf("got %v, want an error with %q", err, tc.wantErr)
+			case tc.wantErr == "" && c.NotifySecret != tc.env["SEGBRIDGE_NOTIFY_SECRET"]:
+				t.Fatalf("secret not read")
+			}
+		})
+	}
+}

@@ -39,3 +39,49 @@ func cieLab(rgb [3]uint8) [3]int {
 	}
 	return [3]int{scale(l, 0, 100), scale(a, -128, 127), scale(b, -128, 127)}
 }
+
+// rgbFromCIELab is cieLab's inverse: the sRGB colour of a PS3.3 C.10.7.1.1
+// CIELab value, clamped to the sRGB gamut, so that a SEG read back is drawn
+// in the colour it recommends.
+func rgbFromCIELab(lab [3]int) [3]uint8 {
+	l := float64(lab[0]) / 65535 * 100
+	a := float64(lab[1])/65535*255 - 128
+	bb := float64(lab[2])/65535*255 - 128
+
+	fy := (l + 16) / 116
+	fx := fy + a/500
+	fz := fy - bb/200
+	inv := func(t float64) float64 {
+		const d = 6.0 / 29
+		if t > d {
+			return t * t * t
+		}
+		return 3 * d * d * (t - 4.0/29)
+	}
+	const xn, yn, zn = 0.95047, 1.0, 1.08883
+	x, y, z := xn*inv(fx), yn*inv(fy), zn*inv(fz)
+
+	lin := [3]float64{
+		3.2404542*x - 1.5371385*y - 0.4985314*z,
+		-0.9692660*x + 1.8760108*y + 0.0415560*z,
+		0.0556434*x - 0.2040259*y + 1.0572252*z,
+	}
+	var out [3]uint8
+	for i, v := range lin {
+		v = math.Max(0, math.Min(1, v))
+		if v <= 0.0031308 {
+			v *= 12.92
+		} else {
+			v = 1.055*math.Pow(v, 1/2.4) - 0.055
+		}
+		out[i] = uint8(math.Round(math.Max(0, math.Min(1, v)) * 255))
+	}
+	return out
+}
+
+// fallbackColour is the colour of a segment whose SEG recommends none:
+// distinct, saturated colours in turn.
+func fallbackColour(number int) [3]uint8 {
+	palette := [...][3]uint8{{230, 25, 75}, {60, 180, 75}, {255, 225, 25}, {0, 130, 200}, {245, 130, 48}, {145, 30, 180}, {70, 240, 240}, {240, 50, 230}}
+	return palette[(number-1+len(palette))%len(palette)]
+}

@@ -85,6 +85,8 @@ type Client struct {
 	segs   *segIndex
 	// plugins caches which plugins Orthanc has loaded (see transcode.go).
 	plugins pluginCache
+	// labels caches whether Orthanc has labels (see labels.go).
+	labels labelSupport
 }
 
 // NewClient returns a client for the Orthanc at cfg.URL.
@@ -336,9 +338,10 @@ func (c *Client) Series(ctx context.Context, id string) (*Series, error) {
 
 // Study is the answer of GET /studies/{id}.
 type Study struct {
-	ID            string
-	Series        []string
-	MainDicomTags map[string]string
+	ID                   string
+	Series               []string
+	MainDicomTags        map[string]string
+	PatientMainDicomTags map[string]string
 }
 
 // Study reads one study.

@@ -1,8 +1,10 @@
 // Package pipeline turns the instances of one series into what segbridge
-// writes back — a DICOM SEG — through the same stages for the worker and for
-// `segbridge segment`: series → volume → model (preprocess, inference,
-// postprocess) → SEG. One Timer records every stage's time and reports
-// progress, so both callers show the same timings.
+// writes back — a DICOM SEG, and beside it, as configured, a TID 1500 SR of
+// the segments' volumes and a burned-in preview series — through the same
+// stages for the worker and for `segbridge segment`: series → volume → model
+// (preprocess, inference, postprocess) → SEG → SR → preview. One Timer
+// records every stage's time and reports progress, so both callers show the
+// same timings.
 package pipeline
 
 import (
@@ -10,13 +12,16 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/segbridge/segbridge/inference"
 	"github.com/segbridge/segbridge/internal/dicomseg"
+	"github.com/segbridge/segbridge/internal/dicomsr"
 	"github.com/segbridge/segbridge/internal/fault"
 	"github.com/segbridge/segbridge/internal/model"
+	"github.com/segbridge/segbridge/internal/preview"
 	"github.com/segbridge/segbridge/internal/volume"
 )
 
@@ -34,6 +39,42 @@ type Config struct {
 	// SoftwareVersions is written in the SEG's equipment module, e.g.
 	// "segbridge 1.2.0". Default "segbridge".
 	SoftwareVersions string
+	// Outputs are what a run writes besides the SEG; the zero value writes
+	// the SEG alone (SEGBRIDGE_OUTPUTS's default asks for the SR too).
+	Outputs Outputs
+}
+
+// Outputs select the objects a run writes beside the SEG, which it always
+// writes (Orthanc's SEG is the record of a done job).
+type Outputs struct {
+	// SR is the TID 1500 report of the segments' volumes (dicomsr).
+	SR bool
+	// Preview is the burned-in Secondary Capture series (preview).
+	Preview bool
+}
+
+// ParseOutputs reads a list of output names — "seg", "sr", "preview" — as
+// SEGBRIDGE_OUTPUTS gives it. "seg" must be in it.
+func ParseOutputs(names []string) (Outputs, error) {
+	var o Outputs
+	seg := false
+	for _, n := range names {
+		switch strings.ToLower(strings.TrimSpace(n)) {
+		case "seg":
+			seg = true
+		case "sr":
+			o.SR = true
+		case "preview":
+			o.Preview = true
+		case "":
+		default:
+			return o, fmt.Errorf("unknown output %q (want seg, sr, preview)", n)
+		}
+	}
+	if !seg {
+		return o, errors.New("seg must be one of the outputs: the SEG in Orthanc is the record of a done job")
+	}
+	return o, nil
 }
 
 // NotApplicable is the error of a run whose model must not run on the series
@@ -69,9 +110,10 @@ func (p *Pipeline) Limits() volume.Limits { return p.cfg.Limits.WithDefaults() }
 type Input struct {
 	Model     *model.Model
 	Instances []*volume.Instance
-	// NewUID makes the SEG's UIDs (dicomseg.DerivedUIDs for jobs that may
-	// run twice); nil: random ones.
-	NewUID func() string
+	// UIDSeed, when set, derives every object's UIDs from it
+	// (dicomseg.DerivedUIDs, a seed per object), so that a job that runs
+	// twice stores the same instances again; empty: random UIDs.
+	UIDSeed string
 	// ContentCreator is the SEG's ContentCreatorName, e.g. "segbridge^worker-1".
 	ContentCreator string
 	// Force runs the model even on a series its manifest's rules refuse (a
@@ -80,12 +122,33 @@ type Input struct {
 	Force bool
 }
 
+// uids returns the UID maker of one object of a run: derived from the seed
+// (the SEG's from the seed itself, as before there were other objects), or
+// random without one.
+func (in Input) uids(object string) func() string {
+	switch {
+	case in.UIDSeed == "":
+		return dicomseg.NewUID
+	case object == "seg":
+		return dicomseg.DerivedUIDs(in.UIDSeed)
+	}
+	return dicomseg.DerivedUIDs(in.UIDSeed + "\x00" + object)
+}
+
 // Output is what a run made.
 type Output struct {
-	// SEG is the DICOM SEG Part-10 file.
-	SEG []byte
+	// SEG is the DICOM SEG Part-10 file, and SEGInfo its UIDs and frames.
+	SEG     []byte
+	SEGInfo *dicomseg.Result
 	// Frames is the number of frames the SEG holds.
 	Frames int
+	// Volumes measure each segment, in SEG segment order.
+	Volumes []dicomsr.Measurement
+	// SR is the volumes report, when Outputs.SR.
+	SR *dicomsr.Result
+	// Preview is the burned-in preview series, when Outputs.Preview and the
+	// mask is not empty.
+	Preview *preview.SeriesResult
 	// Volume is the source volume (geometry and voxels).
 	Volume *volume.Volume
 	// Labels are the labels on the source grid (i + Cols*(j + Rows*k)).
@@ -152,14 +215,58 @@ func (p *Pipeline) Run(ctx context.Context, in Input, t *Timer) (out *Output, er
 		AlgorithmVersion:  m.Version,
 		SoftwareVersions:  p.cfg.SoftwareVersions,
 		ContentCreator:    in.ContentCreator,
-		NewUID:            in.NewUID,
+		NewUID:            in.uids("seg"),
 	})
 	done()
 	if err != nil {
 		return nil, fault.Permanent(fmt.Errorf("encode SEG: %w", err))
 	}
-	return &Output{SEG: seg.Bytes, Frames: seg.Frames, Volume: vol, Labels: res.Labels, Steps: res.Steps,
-		VolumeML: volumes, Warnings: warnings}, nil
+	out = &Output{SEG: seg.Bytes, SEGInfo: seg, Frames: seg.Frames, Volume: vol, Labels: res.Labels, Steps: res.Steps,
+		VolumeML: volumes, Warnings: warnings}
+	out.Volumes = dicomsr.Volumes(vol, res.Labels, m.Segments())
+	if p.cfg.Outputs.SR {
+		done = t.Stage("sr")
+		out.SR, err = dicomsr.Encode(vol, dicomsr.SEG{SOPInstanceUID: seg.SOPInstanceUID, SeriesInstanceUID: seg.SeriesInstanceUID}, out.Volumes, dicomsr.Options{
+			AlgorithmName:     m.Name,
+			AlgorithmVersion:  m.Version,
+			SeriesDescription: "AI volumes: " + m.Name,
+			SoftwareVersions:  p.cfg.SoftwareVersions,
+			NewUID:            in.uids("sr"),
+		})
+		done()
+		if err != nil {
+			return nil, fault.Permanent(fmt.Errorf("encode SR: %w", err))
+		}
+	}
+	if p.cfg.Outputs.Preview {
+		done = t.Stage("preview")
+		out.Preview, err = preview.EncodeSeries(vol, res.Labels, PreviewSegments(m.Segments()), preview.SeriesOptions{
+			AlgorithmName:    m.Name,
+			AlgorithmVersion: m.Version,
+			SoftwareVersions: p.cfg.SoftwareVersions,
+			NewUID:           in.uids("preview"),
+		})
+		done()
+		// An empty mask has nothing to show: the SEG and the SR say so.
+		if errors.Is(err, preview.ErrEmpty) {
+			out.Preview, err = nil, nil
+		}
+		if err != nil {
+			return nil, fault.Permanent(fmt.Errorf("encode preview: %w", err))
+		}
+	}
+	return out, nil
+}
+
+// PreviewSegments are a model's segments as the preview draws them.
+func PreviewSegments(segs []dicomseg.Segment) []preview.Segment {
+	out := make([]preview.Segment, 0, len(segs))
+	for _, s := range segs {
+		if s.Label > 0 && s.Label < 256 {
+			out = append(out, preview.Segment{Label: uint8(s.Label), Name: s.Name, RGB: s.RGB})
+		}
+	}
+	return out
 }
 
 // Timer records how long each stage takes and reports progress. It is safe

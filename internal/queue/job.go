@@ -140,6 +140,12 @@ type Status struct {
 	// SEGSeriesID and SEGInstanceID are the Orthanc ids of the stored SEG.
 	SEGSeriesID   string `json:"seg_series_id,omitempty"`
 	SEGInstanceID string `json:"seg_instance_id,omitempty"`
+	// SRSeriesID and PreviewSeriesID are the Orthanc ids of the volumes
+	// report and the burned-in preview series, when the job wrote them.
+	SRSeriesID      string `json:"sr_series_id,omitempty"`
+	PreviewSeriesID string `json:"preview_series_id,omitempty"`
+	// Volumes are the segments' volumes, as the SR reports them.
+	Volumes []SegmentVolume `json:"volumes,omitempty"`
 	// Timings holds stage durations in milliseconds.
 	Timings map[string]float64 `json:"timings_ms,omitempty"`
 	// Seq is the stream sequence of this generation's job message: the one
@@ -165,11 +171,24 @@ func (s *Status) leaseLive(now time.Time) bool {
 	return s.State == StateRunning && s.LeaseUntil != nil && s.LeaseUntil.After(now)
 }
 
+// SegmentVolume is one segment's measured volume.
+type SegmentVolume struct {
+	// Segment is its number in the SEG, Name its label.
+	Segment int    `json:"segment"`
+	Name    string `json:"name"`
+	Voxels  int    `json:"voxels"`
+	// ML is Voxels times the voxel volume, in millilitres.
+	ML float64 `json:"ml"`
+}
+
 // Result is what a worker reports when a job is done.
 type Result struct {
-	SEGSeriesID   string             `json:"seg_series_id"`
-	SEGInstanceID string             `json:"seg_instance_id"`
-	Timings       map[string]float64 `json:"timings_ms,omitempty"`
+	SEGSeriesID     string             `json:"seg_series_id"`
+	SEGInstanceID   string             `json:"seg_instance_id"`
+	SRSeriesID      string             `json:"sr_series_id,omitempty"`
+	PreviewSeriesID string             `json:"preview_series_id,omitempty"`
+	Volumes         []SegmentVolume    `json:"volumes,omitempty"`
+	Timings         map[string]float64 `json:"timings_ms,omitempty"`
 	// Found is true when the result was already in Orthanc and the model
 	// did not run.
 	Found bool `json:"found,omitempty"`

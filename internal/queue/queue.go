@@ -187,6 +187,8 @@ type Queue struct {
 	cursor      jetstream.KeyValue
 	cons        jetstream.Consumer
 	now         func() time.Time
+	// once is the marker bucket of ClaimOnce (once.go).
+	once onceBucket
 
 	closeOnce sync.Once
 }

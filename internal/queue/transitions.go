@@ -399,6 +399,7 @@ func (q *Queue) Complete(ctx context.Context, l *Lease, res Result) (*Status, er
 		next := *cur
 		next.State, next.Stage, next.Progress, next.Error = StateDone, "", 1, ""
 		next.SEGSeriesID, next.SEGInstanceID, next.Timings = res.SEGSeriesID, res.SEGInstanceID, res.Timings
+		next.SRSeriesID, next.PreviewSeriesID, next.Volumes = res.SRSeriesID, res.PreviewSeriesID, res.Volumes
 		next.Warnings = res.Warnings
 		next.Source = ""
 		if res.Found {

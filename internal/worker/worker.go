@@ -1,6 +1,7 @@
 // Package worker runs segmentation jobs: it takes a job from the queue,
-// fetches its series from Orthanc, runs the pipeline, stores the SEG in
-// Orthanc and reports every step through the queue's transitions. Whatever
+// fetches its series from Orthanc, runs the pipeline, stores its outputs (the
+// SEG, and the SR and preview series when configured) in Orthanc and reports
+// every step through the queue's transitions. Whatever
 // happens to a job — success, a bad series, Orthanc down, a panic, a cancel,
 // a shutdown — it ends in one of those transitions, and the worker takes the
 // next job.
@@ -20,7 +21,6 @@ import (
 	"github.com/jonboulle/clockwork"
 	"github.com/rs/zerolog"
 
-	"github.com/segbridge/segbridge/internal/dicomseg"
 	"github.com/segbridge/segbridge/internal/fault"
 	"github.com/segbridge/segbridge/internal/model"
 	"github.com/segbridge/segbridge/internal/orthanc"
@@ -50,6 +50,8 @@ type pacs interface {
 	Store(ctx context.Context, dcm []byte) (*orthanc.Stored, error)
 	SetMetadata(ctx context.Context, level, id, name, value string) error
 	FindSEG(ctx context.Context, sourceSeriesID, algorithm, version string) (*orthanc.SEGRef, error)
+	SupportsLabels(ctx context.Context) (bool, error)
+	SetLabel(ctx context.Context, level, id, label string, on bool) error
 }
 
 // runner turns instances into a SEG (pipeline.Pipeline).
@@ -451,25 +453,112 @@ func (w *Worker) runJob(ctx context.Context, job queue.Job, t *pipeline.Timer) (
 	out, err := w.run.Run(ctx, pipeline.Input{
 		Model:          m,
 		Instances:      instances,
-		NewUID:         dicomseg.DerivedUIDs(uidSeed(job)),
+		UIDSeed:        uidSeed(job),
 		ContentCreator: "segbridge^" + w.cfg.Name,
 		Force:          job.Force,
 	}, t)
 	if err != nil {
 		return res, fmt.Errorf("series %s: %w", job.SeriesID, err)
 	}
-
-	done = t.Stage("upload")
-	stored, err := w.pacs.Store(ctx, out.SEG)
-	done()
+	res, err = w.store(ctx, out, t)
 	if err != nil {
-		return res, fmt.Errorf("store SEG in Orthanc: %w", err)
+		return res, err
 	}
 	t.Total()
 	if !job.RequestedAt.IsZero() {
 		t.Set("end_to_end", w.cfg.Clock.Now().Sub(job.RequestedAt))
 	}
-	return queue.Result{SEGSeriesID: stored.ParentSeries, SEGInstanceID: stored.ID, Warnings: out.Warnings}, nil
+	res.Warnings = out.Warnings
+	return res, nil
+}
+
+// store puts a run's outputs in Orthanc: the preview series, the SR, and the
+// SEG last. The SEG in Orthanc is the record that the job is done — a retried
+// job that finds it does not run again — so it goes in only once everything
+// that belongs with it is there. The objects' UIDs are derived from the job,
+// so a retry after a partial store stores the same instances again (Orthanc
+// answers AlreadyStored), and the SR may name the SEG before Orthanc has it.
+func (w *Worker) store(ctx context.Context, out *pipeline.Output, t *pipeline.Timer) (queue.Result, error) {
+	var res queue.Result
+	if out.Preview != nil {
+		done := t.Stage("upload_preview")
+		files := make([][]byte, len(out.Preview.Instances))
+		for i, in := range out.Preview.Instances {
+			files[i] = in.Bytes
+		}
+		series, err := storeAll(ctx, w.pacs, files, w.cfg.DownloadConcurrency)
+		done()
+		if err != nil {
+			return res, fmt.Errorf("store the preview series in Orthanc: %w", err)
+		}
+		res.PreviewSeriesID = series
+	}
+	if out.SR != nil {
+		done := t.Stage("upload_sr")
+		stored, err := w.pacs.Store(ctx, out.SR.Bytes)
+		done()
+		if err != nil {
+			return res, fmt.Errorf("store SR in Orthanc: %w", err)
+		}
+		res.SRSeriesID = stored.ParentSeries
+	}
+	done := t.Stage("upload")
+	stored, err := w.pacs.Store(ctx, out.SEG)
+	done()
+	if err != nil {
+		return res, fmt.Errorf("store SEG in Orthanc: %w", err)
+	}
+	res.SEGSeriesID, res.SEGInstanceID = stored.ParentSeries, stored.ID
+	for _, v := range out.Volumes {
+		res.Volumes = append(res.Volumes, queue.SegmentVolume{Segment: v.SegmentNumber, Name: v.Segment.Name, Voxels: v.Voxels, ML: v.VolumeML})
+	}
+	return res, nil
+}
+
+// storeAll stores files in Orthanc, concurrency at a time, and returns the
+// series they went into. The first error stops the rest.
+func storeAll(ctx context.Context, p pacs, files [][]byte, concurrency int) (string, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		series string
+		first  error
+	)
+	next := make(chan []byte)
+	for range max(1, min(concurrency, len(files))) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for f := range next {
+				st, err := p.Store(ctx, f)
+				mu.Lock()
+				if err != nil && first == nil {
+					first = err
+					cancel()
+				}
+				if err == nil && series == "" {
+					series = st.ParentSeries
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+feed:
+	for _, f := range files {
+		select {
+		case next <- f:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+	if first != nil {
+		return "", first
+	}
+	return series, ctx.Err()
 }
 
 // uidSeed derives the SEG's UIDs from the job's message (id, generation and
@@ -508,7 +597,7 @@ func (w *Worker) download(ctx context.Context, ser *orthanc.Series, t *pipeline.
 
 // uncompressed fetches instances so that the parser can read them, asking
 // Orthanc to transcode only what it can do safely.
-type uncompressed struct{ p pacs }
+type uncompressed struct{ p InstanceFetcher }
 
 func (u uncompressed) InstanceFile(ctx context.Context, id string) ([]byte, error) {
 	return orthanc.UncompressedInstanceFile(ctx, u.p, id)
@@ -525,6 +614,9 @@ func (w *Worker) recordInOrthanc(ctx context.Context, log zerolog.Logger, st *qu
 		"state":         st.State,
 		"error":         st.Error,
 		"seg_series_id": st.SEGSeriesID,
+		"sr_series_id":  st.SRSeriesID,
+		"preview_id":    st.PreviewSeriesID,
+		"volumes":       st.Volumes,
 		"timings_ms":    st.Timings,
 		"finished_at":   st.FinishedAt,
 	})
@@ -533,5 +625,51 @@ func (w *Worker) recordInOrthanc(ctx context.Context, log zerolog.Logger, st *qu
 	}
 	if err := w.pacs.SetMetadata(ctx, "series", st.SeriesID, "segbridge", string(b)); err != nil {
 		log.Debug().Err(err).Msg("cannot record outcome on the series (declare UserMetadata \"segbridge\" in Orthanc's configuration)")
+	}
+	w.label(ctx, log, st)
+}
+
+// Labels a worklist can filter on: the outcome of the latest AI job on a
+// series and its study (Orthanc 1.12 and later).
+const (
+	LabelDone   = "ai-done"
+	LabelFailed = "ai-failed"
+)
+
+// label puts the job's outcome as a label on the series and its study, where
+// Orthanc has labels: ai-done (and no ai-failed) when done, ai-failed when it
+// failed. Older Orthancs keep the metadata alone.
+func (w *Worker) label(ctx context.Context, log zerolog.Logger, st *queue.Status) {
+	var add, remove string
+	switch st.State {
+	case queue.StateDone:
+		add, remove = LabelDone, LabelFailed
+	case queue.StateFailed:
+		add = LabelFailed
+	default:
+		return
+	}
+	ok, err := w.pacs.SupportsLabels(ctx)
+	if err != nil || !ok {
+		return
+	}
+	ser, err := w.pacs.Series(ctx, st.SeriesID)
+	if err != nil {
+		log.Debug().Err(err).Msg("cannot label the outcome: series unreadable")
+		return
+	}
+	for _, r := range []struct{ level, id string }{{"series", ser.ID}, {"studies", ser.ParentStudy}} {
+		if r.id == "" {
+			continue
+		}
+		if err := w.pacs.SetLabel(ctx, r.level, r.id, add, true); err != nil {
+			log.Warn().Err(err).Str("label", add).Str(r.level, r.id).Msg("cannot label the outcome in Orthanc")
+			continue
+		}
+		if remove != "" {
+			if err := w.pacs.SetLabel(ctx, r.level, r.id, remove, false); err != nil {
+				log.Debug().Err(err).Str("label", remove).Msg("cannot remove a label")
+			}
+		}
 	}
 }

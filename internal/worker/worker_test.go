@@ -20,9 +20,12 @@ import (
 	"github.com/suyashkumar/dicom/pkg/tag"
 
 	"github.com/segbridge/segbridge/internal/dicomseg"
+	"github.com/segbridge/segbridge/internal/dicomsr"
+	"github.com/segbridge/segbridge/internal/fault"
 	"github.com/segbridge/segbridge/internal/model"
 	"github.com/segbridge/segbridge/internal/orthanc"
 	"github.com/segbridge/segbridge/internal/pipeline"
+	"github.com/segbridge/segbridge/internal/preview"
 	"github.com/segbridge/segbridge/internal/queue"
 	"github.com/segbridge/segbridge/internal/volume"
 )
@@ -106,15 +109,21 @@ func (f *fakeJobs) HandBack(_ context.Context, l *queue.Lease, reason string) (*
 
 // fakePACS serves one series of synthetic instances.
 type fakePACS struct {
-	mu        sync.Mutex
-	series    map[string]*orthanc.Series
-	files     map[string][]byte
-	header    orthanc.ImageHeader
-	seg       *orthanc.SEGRef
-	stored    int
-	seriesErr error
-	panicOn   string // instance id whose download panics
-	downloads int
+	mu     sync.Mutex
+	series map[string]*orthanc.Series
+	files  map[string][]byte
+	header orthanc.ImageHeader
+	seg    *orthanc.SEGRef
+	stored int
+	// storedFiles are the files stored, in order; labels the label calls
+	// ("+level/id/label" or "-level/id/label"), with labels supported when
+	// hasLabels.
+	storedFiles [][]byte
+	labels      []string
+	hasLabels   bool
+	seriesErr   error
+	panicOn     string // instance id whose download panics
+	downloads   int
 }
 
 func (p *fakePACS) Series(_ context.Context, id string) (*orthanc.Series, error) {
@@ -143,11 +152,38 @@ func (p *fakePACS) ImageHeader(context.Context, string) (*orthanc.ImageHeader, e
 	return &h, nil
 }
 
-func (p *fakePACS) Store(context.Context, []byte) (*orthanc.Stored, error) {
+// Store answers with a series named after what the file starts with: "sr"
+// files go to sr-series, "preview" ones to preview-series, the rest (the
+// SEG) to seg-series.
+func (p *fakePACS) Store(_ context.Context, b []byte) (*orthanc.Stored, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.stored++
+	p.storedFiles = append(p.storedFiles, b)
+	switch {
+	case bytes.HasPrefix(b, []byte("sr")):
+		return &orthanc.Stored{ID: "sr-instance", ParentSeries: "sr-series"}, nil
+	case bytes.HasPrefix(b, []byte("preview")):
+		return &orthanc.Stored{ID: string(b), ParentSeries: "preview-series"}, nil
+	}
 	return &orthanc.Stored{ID: "seg-instance", ParentSeries: "seg-series"}, nil
+}
+
+func (p *fakePACS) SupportsLabels(context.Context) (bool, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.hasLabels, nil
+}
+
+func (p *fakePACS) SetLabel(_ context.Context, level, id, label string, on bool) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	op := "-"
+	if on {
+		op = "+"
+	}
+	p.labels = append(p.labels, op+level+"/"+id+"/"+label)
+	return nil
 }
 
 func (p *fakePACS) SetMetadata(context.Context, string, string, string, string) error { return nil }
@@ -322,13 +358,13 @@ func TestWorker_Success(t *testing.T) {
 	if e.op != "complete" || e.res.SEGSeriesID != "seg-series" || e.res.Found {
 		t.Fatalf("event %+v", e)
 	}
-	if len(got.Instances) != 3 || got.NewUID == nil {
+	if len(got.Instances) != 3 {
 		t.Fatalf("pipeline input: %d instances", len(got.Instances))
 	}
-	// The SEG's UIDs are derived from the job: a second attempt of the same
-	// job would store the same instance.
-	if first, again := got.NewUID(), dicomseg.DerivedUIDs(uidSeed(d.Job))(); first != again {
-		t.Fatalf("UIDs %s and %s differ for one job", first, again)
+	// The outputs' UIDs are derived from the job: a second attempt of the
+	// same job would store the same instances.
+	if got.UIDSeed == "" || got.UIDSeed != uidSeed(d.Job) {
+		t.Fatalf("UID seed %q, want the job's %q", got.UIDSeed, uidSeed(d.Job))
 	}
 	if id := waitEnded(t, w); id != d.Job.ID {
 		t.Fatalf("ended %s", id)
@@ -546,5 +582,87 @@ func TestWorker_WarningsAndForce(t *testing.T) {
 	b.waitEvent(t, "complete", "fail", "retry", "skip")
 	if !<-forced {
 		t.Error("a forced job ran without Force")
+	}
+}
+
+// outputsRun makes the fake pipeline return a SEG, an SR, three preview
+// instances and the volumes of two segments.
+func outputsRun(context.Context, pipeline.Input) (*pipeline.Output, error) {
+	out := &pipeline.Output{SEG: []byte("seg"), SR: &dicomsr.Result{Bytes: []byte("sr")}, Preview: &preview.SeriesResult{}}
+	for i := range 3 {
+		out.Preview.Instances = append(out.Preview.Instances, preview.Instance{Bytes: []byte(fmt.Sprintf("preview-%d", i))})
+	}
+	out.Volumes = []dicomsr.Measurement{
+		{SegmentNumber: 1, Segment: dicomseg.Segment{Name: "Brain"}, Voxels: 1000, VolumeML: 1},
+		{SegmentNumber: 2, Segment: dicomseg.Segment{Name: "Tumour"}, Voxels: 10, VolumeML: 0.01},
+	}
+	return out, nil
+}
+
+func TestWorker_StoresOutputsSEGLast(t *testing.T) {
+	_, b := setup(t)
+	b.runner.run = outputsRun
+	b.deliver(1)
+	e := b.waitEvent(t, "complete", "fail", "retry", "handback")
+	if e.op != "complete" {
+		t.Fatalf("event %+v", e)
+	}
+	r := e.res
+	if r.SEGSeriesID != "seg-series" || r.SRSeriesID != "sr-series" || r.PreviewSeriesID != "preview-series" {
+		t.Errorf("result series: SEG %s, SR %s, preview %s", r.SEGSeriesID, r.SRSeriesID, r.PreviewSeriesID)
+	}
+	want := []queue.SegmentVolume{{Segment: 1, Name: "Brain", Voxels: 1000, ML: 1}, {Segment: 2, Name: "Tumour", Voxels: 10, ML: 0.01}}
+	if !slices.Equal(r.Volumes, want) {
+		t.Errorf("volumes %+v, want %+v", r.Volumes, want)
+	}
+	for _, stage := range []string{"upload", "upload_sr", "upload_preview"} {
+		if _, ok := r.Timings[stage]; !ok {
+			t.Errorf("no %s timing in %v", stage, r.Timings)
+		}
+	}
+	b.pacs.mu.Lock()
+	defer b.pacs.mu.Unlock()
+	if n := len(b.pacs.storedFiles); n != 5 {
+		t.Fatalf("%d files stored, want 5", n)
+	}
+	// The SEG, the record of a done job, goes in last; the SR just before.
+	if last := string(b.pacs.storedFiles[4]); last != "seg" {
+		t.Errorf("last stored %q, want the SEG", last)
+	}
+	if sr := string(b.pacs.storedFiles[3]); sr != "sr" {
+		t.Errorf("fourth stored %q, want the SR", sr)
+	}
+}
+
+func TestWorker_LabelsOutcome(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		hasLabels bool
+		fail      bool
+		want      []string
+	}{
+		{"done, Orthanc with labels", true, false, []string{
+			"+series/" + seriesID + "/ai-done", "-series/" + seriesID + "/ai-failed",
+			"+studies/study-1/ai-done", "-studies/study-1/ai-failed"}},
+		{"failed, Orthanc with labels", true, true, []string{"+series/" + seriesID + "/ai-failed", "+studies/study-1/ai-failed"}},
+		{"done, Orthanc 1.10", false, false, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w, b := setup(t)
+			b.pacs.hasLabels = tc.hasLabels
+			b.pacs.series[seriesID].ParentStudy = "study-1"
+			if tc.fail {
+				b.runner.run = func(context.Context, pipeline.Input) (*pipeline.Output, error) {
+					return nil, fault.Permanent(errors.New("bad series"))
+				}
+			}
+			b.deliver(1)
+			waitEnded(t, w)
+			b.pacs.mu.Lock()
+			defer b.pacs.mu.Unlock()
+			if !slices.Equal(b.pacs.labels, tc.want) {
+				t.Errorf("labels %v, want %v", b.pacs.labels, tc.want)
+			}
+		})
 	}
 }

@@ -2,8 +2,9 @@
 # Runs segbridge end to end on one machine: a real Orthanc (loopback only,
 # data under .demo/), `segbridge serve` with its embedded queue and one worker,
 # and an MR series made from mricron-data's ch2 T1 brain. It waits for the
-# DICOM SEG to appear in Orthanc, prints where to see it and how long each
-# stage took, and keeps both servers running until Ctrl-C.
+# DICOM SEG (and the SR and preview series beside it) to appear in Orthanc,
+# prints how long each stage took and the segment volumes, ends with the URL
+# of the status page, and keeps both servers running until Ctrl-C.
 #   bash testdata/demo/demo.sh        start (make demo)
 #   bash testdata/demo/demo.sh stop   stop and remove .demo/ (make demo-stop)
 set -euo pipefail
@@ -64,6 +65,11 @@ printf '%s' "$ORTHANC_PASSWORD" > "$DEMO/orthanc-password"
 printf '%s' "$WEBHOOK_TOKEN" > "$DEMO/webhook-token"
 CURL_ORTHANC=$DEMO/curl-orthanc.conf
 printf 'user = "%s:%s"\n' "$ORTHANC_USER" "$ORTHANC_PASSWORD" > "$CURL_ORTHANC"
+# The AI analysis button in Orthanc Explorer needs Debian's orthanc-python
+# (make deps installs it); without it the demo runs as before.
+PLUGINS=""
+PY_PLUGIN=/usr/lib/orthanc/libOrthancPython.so.4.0
+[ -f "$PY_PLUGIN" ] && PLUGINS="\"$PY_PLUGIN\""
 cat > "$DEMO/orthanc.json" <<JSON
 {
   "Name": "segbridge-demo",
@@ -79,7 +85,8 @@ cat > "$DEMO/orthanc.json" <<JSON
   "LuaScripts": ["$ROOT/orthanc-lua/segbridge.lua"],
   "Segbridge": { "Url": "http://127.0.0.1:$BRIDGE_PORT", "Token": "$WEBHOOK_TOKEN", "Modalities": ["MR"] },
   "UserMetadata": { "segbridge": 4242 },
-  "Plugins": []
+  "Plugins": [$PLUGINS],
+  "PythonScript": "$ROOT/orthanc-lua/segbridge_explorer.py"
 }
 JSON
 umask 022
@@ -125,7 +132,7 @@ echo "3/5 starting segbridge serve on 127.0.0.1:$BRIDGE_PORT (embedded NATS JetS
 (
   export ORTHANC_USER ORTHANC_PASSWORD_FILE="$DEMO/orthanc-password" SEGBRIDGE_WEBHOOK_TOKEN_FILE="$DEMO/webhook-token"
   export ORTHANC_URL="http://127.0.0.1:$ORTHANC_PORT" SEGBRIDGE_LISTEN="127.0.0.1:$BRIDGE_PORT" \
-    SEGBRIDGE_DATA_DIR="$DEMO/data" SEGBRIDGE_LOG_FORMAT=console "${MODEL_ENV[@]}"
+    SEGBRIDGE_DATA_DIR="$DEMO/data" SEGBRIDGE_OUTPUTS=seg,sr,preview SEGBRIDGE_LOG_FORMAT=console "${MODEL_ENV[@]}"
   exec nohup "$SB" serve >"$DEMO/logs/segbridge.log" 2>&1
 ) &
 echo $! >"$DEMO/segbridge.pid"
@@ -160,6 +167,10 @@ t = job.get("timings_ms", {})
 print("\nSEG stored in Orthanc:", job["seg_url"], "(model %s)" % job.get("model"))
 for w in job.get("warnings") or []:
     print("warning:", w)
+if job.get("sr_url"):
+    print("volumes (TID 1500 SR):", job["sr_url"])
+if job.get("preview_url"):
+    print("preview any viewer shows:", job["preview_url"])
 print("source series:        %s/app/explorer.html#series?uuid=%s" % (os.environ["ORTHANC"], job["series_id"]))
 print("\nstage times (ms):")
 print("  %-34s %9.0f" % ("upload to Orthanc (demo client)", float(os.environ["UPLOAD_S"]) * 1000))
@@ -170,15 +181,29 @@ if m:
     print("  %-34s %9.0f" % ("upload end to stable-series event", (ts - float(os.environ["UPLOAD_END"])) * 1000))
 for k, label in [("wait", "queue wait"), ("download", "download + parse (%d instances)" % 181),
                  ("volume", "volume"), ("preprocess", "preprocess"), ("inference", "inference (ONNX Runtime, CPU)"),
-                 ("postprocess", "postprocess"), ("encode", "SEG encode"), ("upload", "SEG upload"),
+                 ("postprocess", "postprocess"), ("encode", "SEG encode"), ("sr", "SR encode"),
+                 ("preview", "preview series encode"), ("upload_preview", "preview series upload"),
+                 ("upload_sr", "SR upload"), ("upload", "SEG upload"),
                  ("total", "worker total"), ("end_to_end", "trigger to SEG stored")]:
     if k in t:
         print("  %-34s %9.0f" % (label, t[k]))
 '
+# The volumes as the status page shows them (this also renders its preview).
+JOB=$(echo "$status" | $PY -c 'import json,sys; print(json.load(sys.stdin)["jobs"][0]["id"])')
+curl -sf "http://127.0.0.1:$BRIDGE_PORT/v1/jobs/$JOB/result" | $PY -c '
+import json, sys
+r = json.load(sys.stdin)
+print("\nsegment volumes (SEG voxels x voxel volume; the SR in Orthanc says the same):")
+for s in r["segments"]:
+    print("  %-34s %9.1f mL  (%d voxels)" % (s["name"], s["volume_ml"], s["voxels"]))
+' || echo "(the status page could not render the result; see .demo/logs/segbridge.log)"
 echo
 echo "Orthanc Explorer login: user $ORTHANC_USER, password in .demo/secrets.env"
 echo "bridge API: curl http://127.0.0.1:$BRIDGE_PORT/v1/series/$SERIES"
 echo "logs in .demo/logs/. Press Ctrl-C to stop (or run make demo-stop from another shell)."
+echo
+echo "status page (AI analysis button, live state, preview, volumes):"
+echo "  http://127.0.0.1:$BRIDGE_PORT/?series=$SERIES"
 trap 'echo; stop; exit 0' INT TERM
 while kill -0 "$(cat "$DEMO/orthanc.pid")" 2>/dev/null && kill -0 "$(cat "$DEMO/segbridge.pid")" 2>/dev/null; do sleep 1; done
 echo "a demo process exited; see .demo/logs/"

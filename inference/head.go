@@ -2,8 +2,6 @@ package inference
 
 import (
 	"encoding/binary"
-	"errors"
-	"fmt"
 	"math"
 )
 
@@ -18,10 +16,7 @@ import (
 // labels are decided before the next slab is run. The labels are those of
 // the whole graph; the whole output never exists.
 //
-// The cut is made on the model's bytes: ONNX is protocol buffers, and only
-// a few fields of ModelProto, GraphProto, NodeProto, AttributeProto,
-// TensorProto and ValueInfoProto are read or written here; everything else
-// is copied as it is.
+// The cut is made on the model's bytes (onnxproto.go).
 
 // headSplit is a model cut before its 1x1x1 output convolution.
 type headSplit struct {
@@ -31,157 +26,6 @@ type headSplit struct {
 	hiddenChannels int64
 	classes        int64
 	body, head     []byte // the two models, ONNX bytes
-}
-
-// ONNX field numbers (onnx.proto3).
-const (
-	modelIRVersion    = 1
-	modelOpsetImport  = 8
-	modelGraph        = 7
-	graphNode         = 1
-	graphName         = 2
-	graphInitializer  = 5
-	graphInput        = 11
-	graphOutput       = 12
-	nodeInput         = 1
-	nodeOutput        = 2
-	nodeOpType        = 4
-	nodeAttribute     = 5
-	nodeDomain        = 7
-	attrName          = 1
-	attrI             = 3
-	attrInts          = 8
-	tensorDims        = 1
-	tensorDataType    = 2
-	tensorName        = 8
-	valueInfoName     = 1
-	valueInfoType     = 2
-	typeTensor        = 1
-	typeTensorElem    = 1
-	tensorFloat       = 1 // TensorProto.FLOAT
-	wireVarint        = 0
-	wireFixed64       = 1
-	wireBytes         = 2
-	wireFixed32       = 5
-	maxProtoNestDepth = 8
-)
-
-// pbField is one field of a protocol buffer message.
-type pbField struct {
-	num  int
-	wire int
-	v    uint64 // varint and fixed values
-	b    []byte // length-delimited value
-	raw  []byte // the whole field, tag included, to copy it as it is
-}
-
-var errProto = errors.New("malformed ONNX protocol buffer")
-
-func readVarint(b []byte) (uint64, int, error) {
-	v, n := binary.Uvarint(b)
-	if n <= 0 {
-		return 0, 0, errProto
-	}
-	return v, n, nil
-}
-
-// pbFields splits a message into its fields.
-func pbFields(b []byte) ([]pbField, error) {
-	var out []pbField
-	for pos := 0; pos < len(b); {
-		start := pos
-		tag, n, err := readVarint(b[pos:])
-		if err != nil {
-			return nil, err
-		}
-		pos += n
-		f := pbField{num: int(tag >> 3), wire: int(tag & 7)}
-		switch f.wire {
-		case wireVarint:
-			if f.v, n, err = readVarint(b[pos:]); err != nil {
-				return nil, err
-			}
-			pos += n
-		case wireFixed64:
-			if len(b)-pos < 8 {
-				return nil, errProto
-			}
-			f.v = binary.LittleEndian.Uint64(b[pos:])
-			pos += 8
-		case wireFixed32:
-			if len(b)-pos < 4 {
-				return nil, errProto
-			}
-			f.v = uint64(binary.LittleEndian.Uint32(b[pos:]))
-			pos += 4
-		case wireBytes:
-			l, n, err := readVarint(b[pos:])
-			if err != nil {
-				return nil, err
-			}
-			pos += n
-			if l > uint64(len(b)-pos) {
-				return nil, errProto
-			}
-			f.b = b[pos : pos+int(l)]
-			pos += int(l)
-		default:
-			return nil, fmt.Errorf("%w: wire type %d", errProto, f.wire)
-		}
-		f.raw = b[start:pos]
-		out = append(out, f)
-	}
-	return out, nil
-}
-
-// appendBytesField appends field num with a length-delimited value.
-func appendBytesField(dst []byte, num int, v []byte) []byte {
-	dst = binary.AppendUvarint(dst, uint64(num)<<3|wireBytes)
-	dst = binary.AppendUvarint(dst, uint64(len(v)))
-	return append(dst, v...)
-}
-
-func pbString(fs []pbField, num int) string {
-	for _, f := range fs {
-		if f.num == num && f.wire == wireBytes {
-			return string(f.b)
-		}
-	}
-	return ""
-}
-
-func pbStrings(fs []pbField, num int) []string {
-	var out []string
-	for _, f := range fs {
-		if f.num == num && f.wire == wireBytes {
-			out = append(out, string(f.b))
-		}
-	}
-	return out
-}
-
-// pbInts reads a repeated int64 field, packed or not.
-func pbInts(fs []pbField, num int) ([]int64, error) {
-	var out []int64
-	for _, f := range fs {
-		if f.num != num {
-			continue
-		}
-		switch f.wire {
-		case wireVarint:
-			out = append(out, int64(f.v))
-		case wireBytes:
-			for b := f.b; len(b) > 0; {
-				v, n, err := readVarint(b)
-				if err != nil {
-					return nil, err
-				}
-				out = append(out, int64(v))
-				b = b[n:]
-			}
-		}
-	}
-	return out, nil
 }
 
 // splitHead cuts the model in data before its output named output, when

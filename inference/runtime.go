@@ -291,10 +291,30 @@ func (r *Runtime) newSession(m *model.Model, cuda bool) (*session, error) {
 		return nil, err
 	}
 	defer opts.Destroy()
+	data, err := os.ReadFile(m.ONNXPath)
+	if err != nil {
+		return nil, err
+	}
+	// Rewrites that keep every output value and lower the memory a run
+	// takes (gelu.go, head.go) need the model loaded from its bytes; a
+	// model they do not apply to is loaded from its file as before, so that
+	// ONNX Runtime finds any external weights beside it.
+	fused, n, err := fuseGelu(data)
+	if err != nil {
+		fused, n = data, 0 // a file this reader cannot read goes to ONNX Runtime whole
+	}
 	if m.Input.Mode == model.InputVolume && !r.wholeGraph {
-		if s, err := r.newCutSession(m, opts); s != nil || err != nil {
-			return s, err
+		if s := r.newCutSession(m, fused, opts); s != nil {
+			return s, nil
 		}
+	}
+	if n > 0 {
+		s, err := ort.NewDynamicAdvancedSessionWithONNXData(fused, []string{m.Input.Name}, []string{m.Output.Name}, opts)
+		if err == nil {
+			r.logger.Debug().Str("model", m.Name).Int("gelus", n).Msg("fused GELU chains")
+			return &session{s: s}, nil
+		}
+		r.logger.Warn().Err(err).Str("model", m.Name).Msg("cannot load the model with its GELU chains fused; running it as written")
 	}
 	s, err := ort.NewDynamicAdvancedSession(m.ONNXPath, []string{m.Input.Name}, []string{m.Output.Name}, opts)
 	if err != nil {
@@ -306,32 +326,27 @@ func (r *Runtime) newSession(m *model.Model, cuda bool) (*session, error) {
 // newCutSession returns the sessions of a model whose 1x1x1 output layer
 // is worth cutting off (head.go): it has over twice as many channels as
 // its input, so that the hidden layer is less than half the output. It
-// returns nil, and no error, for any other model.
-func (r *Runtime) newCutSession(m *model.Model, opts *ort.SessionOptions) (*session, error) {
-	data, err := os.ReadFile(m.ONNXPath)
-	if err != nil {
-		return nil, err
-	}
+// returns nil for any other model, or one that ONNX Runtime does not load
+// cut.
+func (r *Runtime) newCutSession(m *model.Model, data []byte, opts *ort.SessionOptions) *session {
 	cut, ok, err := splitHead(data, m.Output.Name)
 	if err != nil || !ok || cut.classes <= 2*cut.hiddenChannels {
-		// A file ONNX Runtime can read but this reader cannot is left to
-		// ONNX Runtime whole.
-		return nil, nil
+		return nil
 	}
 	body, err := ort.NewDynamicAdvancedSessionWithONNXData(cut.body, []string{m.Input.Name}, []string{cut.hidden}, opts)
 	if err != nil {
 		r.logger.Warn().Err(err).Str("model", m.Name).Msg("cannot run the model without its output layer; running it whole")
-		return nil, nil
+		return nil
 	}
 	head, err := ort.NewDynamicAdvancedSessionWithONNXData(cut.head, []string{cut.hidden}, []string{m.Output.Name}, opts)
 	if err != nil {
 		body.Destroy()
 		r.logger.Warn().Err(err).Str("model", m.Name).Msg("cannot run the model's output layer alone; running it whole")
-		return nil, nil
+		return nil
 	}
 	r.logger.Info().Str("model", m.Name).Int64("hidden_channels", cut.hiddenChannels).Int64("classes", cut.classes).
 		Msg("running the 1x1x1 output layer slab by slab")
-	return &session{s: body, head: head, cut: cut}, nil
+	return &session{s: body, head: head, cut: cut}
 }
 
 func (s *session) destroy() error {

@@ -119,7 +119,7 @@ func fuseGelu(data []byte) ([]byte, int, error) {
 	}
 	invSqrt2 := float32(1 / math.Sqrt2)
 
-	drop := map[int]bool{}     // graph field index -> removed
+	drop := map[int]bool{}      // graph field index -> removed
 	replace := map[int][]byte{} // graph field index -> new node
 	fused := 0
 	for _, n5 := range nodes {

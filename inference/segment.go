@@ -110,7 +110,8 @@ func (r *Runtime) SegmentWith(ctx context.Context, m *model.Model, v *volume.Vol
 		return nil, err
 	}
 
-	progress(Progress{Stage: "inference"})
+	// Each mode reports the start of inference itself, with its number of
+	// runs: a report here too would be one more round trip to the queue.
 	t0 = time.Now()
 	var labels []uint8
 	var decideTime time.Duration

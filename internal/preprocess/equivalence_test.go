@@ -416,3 +416,25 @@ func BenchmarkLinearScale255Box(b *testing.B) {
 		}
 	}
 }
+
+// TestScale255Value holds the uint8 scaling to Scale255's, ties to even
+// included.
+func TestScale255Value(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 3))
+	check := func(v float32, lo, hi float64) {
+		want := []float32{v}
+		Scale255(want, lo, hi)
+		if got := Scale255Value(v, lo, hi); float32(got) != want[0] {
+			t.Fatalf("Scale255Value(%v, %v, %v) = %d, want %v", v, lo, hi, got, want[0])
+		}
+	}
+	for k := -20; k <= 540; k++ {
+		check(float32(k)/2, 0, 255) // every half, so every tie
+		check(float32(k)/2, -0.5, 254.5)
+	}
+	check(float32(math.Copysign(0, -1)), 0, 255)
+	for range 100000 {
+		lo := rng.NormFloat64() * 100
+		check(float32(rng.NormFloat64()*1000), lo, lo+rng.ExpFloat64()*500)
+	}
+}

@@ -171,8 +171,8 @@ func (s *sampler) row(a0, b, c int, out []float32) {
 		from, to = max(from, f), min(to, e)
 	}
 	to = max(from, to)
-	for i := from; i < to; i++ {
-		fa := float64(a0 + i)
+	fa := float64(a0 + from) // float64(a0+i), counted: exact below 2^53
+	for i := from; i < to; i, fa = i+1, fa+1 {
 		x0 := base[0] + m0*fa
 		x1 := base[1] + m1*fa
 		x2 := base[2] + m2*fa
@@ -593,7 +593,9 @@ func scale255(v float32, lo, k float64) uint8 {
 	} else if y > 255 {
 		y = 255
 	}
-	return uint8(math.RoundToEven(y))
+	// Adding and taking away 2^52 rounds a float64 below 2^52 to a whole
+	// number, half to even, as math.RoundToEven does, in two instructions.
+	return uint8((y + 0x1p52) - 0x1p52)
 }
 
 // Finite reports whether lo and hi, the range of some data (from Range),

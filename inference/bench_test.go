@@ -107,7 +107,7 @@ func BenchmarkPrepare(b *testing.B) {
 			b.ResetTimer()
 			start := cpuTime()
 			for b.Loop() {
-				p, err := prepare(m, v, noStep)
+				p, err := prepare(m, v, false, noStep)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -125,7 +125,7 @@ func BenchmarkFinish(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			m := benchModel(b, name)
 			v := ch2Volume(b)
-			p, err := prepare(m, v, noStep)
+			p, err := prepare(m, v, false, noStep)
 			if err != nil {
 				b.Fatal(err)
 			}

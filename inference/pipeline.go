@@ -27,9 +27,10 @@ type prepared struct {
 }
 
 // prepare runs the manifest's geometry and intensity steps: reorient,
-// resample or conform, normalise, crop. v is not modified. step records how
-// long each took.
-func prepare(m *model.Model, v *volume.Volume, step func(string, time.Time) time.Duration) (*prepared, error) {
+// resample or conform, normalise, crop. v is not modified unless reuse is
+// set, when a model on the series' own grid gets v.Data normalised in
+// place rather than a copy. step records how long each took.
+func prepare(m *model.Model, v *volume.Volume, reuse bool, step func(string, time.Time) time.Duration) (*prepared, error) {
 	p := &prepared{src: preprocess.FromGeometry(v.Geometry)}
 	g := m.Preprocess.Geometry
 
@@ -79,7 +80,12 @@ func prepare(m *model.Model, v *volume.Volume, step func(string, time.Time) time
 		}
 	}
 
-	data := make([]float32, n)
+	var data []float32
+	if p.same && reuse {
+		data = v.Data
+	} else {
+		data = make([]float32, n)
+	}
 	if p.same {
 		t0 = time.Now()
 		normaliseInto(data, v.Data, m.Preprocess.Intensity)

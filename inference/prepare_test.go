@@ -162,7 +162,7 @@ func TestPrepare_SameAsBefore(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				got, err := prepare(m, v, noStep)
+				got, err := prepare(m, v, false, noStep)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -191,7 +191,7 @@ func TestPrepare_CH2(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := prepare(m, v, noStep)
+			got, err := prepare(m, v, false, noStep)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -212,7 +212,7 @@ func TestPrepare_Fallbacks(t *testing.T) {
 	// show the grid's minimum, so the whole grid is resampled.
 	v := synthVolume([3]int{120, 120, 100}, [3]float64{1, 1, 1}, 0, 50, 4)
 	m := withManifest(t, prepareManifests()["conform, minmax, crop above 0"])
-	p, err := prepare(m, v, noStep)
+	p, err := prepare(m, v, false, noStep)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,10 +221,40 @@ func TestPrepare_Fallbacks(t *testing.T) {
 	}
 	// A head in air resamples only around itself.
 	v = synthVolume([3]int{60, 66, 50}, [3]float64{1, 1, 1.2}, 0, 0, 1)
-	if p, err = prepare(m, v, noStep); err != nil {
+	if p, err = prepare(m, v, false, noStep); err != nil {
 		t.Fatal(err)
 	}
 	if p.resampled >= p.grid.Len() {
 		t.Errorf("resampled the whole grid (%d voxels) around a head", p.resampled)
+	}
+}
+
+// TestPrepare_ReuseVoxels: with the volume's voxels to reuse, a model on
+// the series' own grid gets the same input, normalised in place; one that
+// resamples leaves them alone.
+func TestPrepare_ReuseVoxels(t *testing.T) {
+	v := synthVolume([3]int{40, 44, 36}, [3]float64{1, 1, 1}, 0.1, 0, 3)
+	for _, name := range []string{"own grid", "own grid, crop", "own grid, fixed window", "conform, minmax, crop above 0"} {
+		t.Run(name, func(t *testing.T) {
+			m := withManifest(t, prepareManifests()[name])
+			want, err := prepare(m, v, false, noStep)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mine := *v
+			mine.Data = slices.Clone(v.Data)
+			got, err := prepare(m, &mine, true, noStep)
+			if err != nil {
+				t.Fatal(err)
+			}
+			samePrepared(t, got, want)
+			inPlace := len(got.data) == len(mine.Data) && &got.data[0] == &mine.Data[0]
+			if want.same && !want.crop && !inPlace {
+				t.Error("the model's input is a copy, not the reused voxels")
+			}
+			if !want.same && !slices.Equal(mine.Data, v.Data) {
+				t.Error("a resampling model changed the volume's voxels")
+			}
+		})
 	}
 }

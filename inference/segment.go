@@ -61,6 +61,12 @@ type SegmentOptions struct {
 	// Progress, when set, is called from Segment's goroutine when a stage
 	// starts and after every run of the model.
 	Progress func(Progress)
+	// ReuseVoxels lets the segmentation overwrite the volume's voxels: a
+	// model that runs on the series' own grid then gets them normalised in
+	// place instead of in a copy, a volume's memory and its page faults
+	// less (420 MB for 400 slices of 512x512). The caller must not read
+	// v.Data afterwards. Default false: v is not modified.
+	ReuseVoxels bool
 }
 
 // Segment runs m on v and returns a label for every voxel of v. v is not
@@ -69,7 +75,8 @@ func (r *Runtime) Segment(ctx context.Context, m *model.Model, v *volume.Volume)
 	return r.SegmentWith(ctx, m, v, SegmentOptions{})
 }
 
-// SegmentWith is Segment with options.
+// SegmentWith is Segment with options; v is not modified unless
+// opts.ReuseVoxels says it may be.
 func (r *Runtime) SegmentWith(ctx context.Context, m *model.Model, v *volume.Volume, opts SegmentOptions) (*Result, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("model %s: %w", m.Name, err)
@@ -95,7 +102,7 @@ func (r *Runtime) SegmentWith(ctx context.Context, m *model.Model, v *volume.Vol
 
 	progress(Progress{Stage: "preprocess"})
 	t0 := time.Now()
-	in, err := prepare(m, v, step)
+	in, err := prepare(m, v, opts.ReuseVoxels, step)
 	if err != nil {
 		return nil, fmt.Errorf("model %s: preprocess: %w", m.Name, err)
 	}

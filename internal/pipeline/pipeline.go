@@ -73,7 +73,9 @@ type Output struct {
 	SEG []byte
 	// Frames is the number of frames the SEG holds.
 	Frames int
-	// Volume is the source volume (geometry and voxels).
+	// Volume is the source volume: its geometry, slices and header. Its
+	// voxels were handed to the model, which may have normalised them in
+	// place (inference.SegmentOptions.ReuseVoxels).
 	Volume *volume.Volume
 	// Labels are the labels on the source grid (i + Cols*(j + Rows*k)).
 	Labels []uint8
@@ -104,7 +106,9 @@ func (p *Pipeline) Run(ctx context.Context, in Input, t *Timer) (out *Output, er
 	}
 
 	t.Progress("preprocess", 0)
-	res, err := p.seg.SegmentWith(ctx, m, vol, inference.SegmentOptions{Progress: func(pr inference.Progress) {
+	// Nothing after the model reads the voxels (the SEG needs the
+	// geometry): the model may normalise them in place.
+	res, err := p.seg.SegmentWith(ctx, m, vol, inference.SegmentOptions{ReuseVoxels: true, Progress: func(pr inference.Progress) {
 		f := 0.0
 		if pr.Total > 0 {
 			f = float64(pr.Done) / float64(pr.Total)

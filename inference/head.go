@@ -20,8 +20,8 @@ import (
 
 // headSplit is a model cut before its 1x1x1 output convolution.
 type headSplit struct {
-	// hidden is the name of the output layer's input; hiddenChannels (K)
-	// and classes (C) are its channel counts.
+	// hidden is the name of the output layer's input, of hiddenChannels
+	// (K) channels; the output has classes (C) channels.
 	hidden         string
 	hiddenChannels int64
 	classes        int64

@@ -15,40 +15,39 @@ import (
 
 // ONNX field numbers (onnx.proto3).
 const (
-	modelIRVersion    = 1
-	modelOpsetImport  = 8
-	modelGraph        = 7
-	graphNode         = 1
-	graphName         = 2
-	graphInitializer  = 5
-	graphInput        = 11
-	graphOutput       = 12
-	nodeInput         = 1
-	nodeOutput        = 2
-	nodeOpType        = 4
-	nodeAttribute     = 5
-	nodeDomain        = 7
-	attrName          = 1
-	attrI             = 3
-	attrInts          = 8
-	tensorDims        = 1
-	tensorDataType    = 2
-	tensorName        = 8
-	tensorFloatData   = 4
-	tensorRawData     = 9
-	nodeName          = 3
-	opsetDomain       = 1
-	opsetVersion      = 2
-	valueInfoName     = 1
-	valueInfoType     = 2
-	typeTensor        = 1
-	typeTensorElem    = 1
-	tensorFloat       = 1 // TensorProto.FLOAT
-	wireVarint        = 0
-	wireFixed64       = 1
-	wireBytes         = 2
-	wireFixed32       = 5
-	maxProtoNestDepth = 8
+	modelIRVersion   = 1
+	modelOpsetImport = 8
+	modelGraph       = 7
+	graphNode        = 1
+	graphName        = 2
+	graphInitializer = 5
+	graphInput       = 11
+	graphOutput      = 12
+	nodeInput        = 1
+	nodeOutput       = 2
+	nodeOpType       = 4
+	nodeAttribute    = 5
+	nodeDomain       = 7
+	attrName         = 1
+	attrI            = 3
+	attrInts         = 8
+	tensorDims       = 1
+	tensorDataType   = 2
+	tensorName       = 8
+	tensorFloatData  = 4
+	tensorRawData    = 9
+	nodeName         = 3
+	opsetDomain      = 1
+	opsetVersion     = 2
+	valueInfoName    = 1
+	valueInfoType    = 2
+	typeTensor       = 1
+	typeTensorElem   = 1
+	tensorFloat      = 1 // TensorProto.FLOAT
+	wireVarint       = 0
+	wireFixed64      = 1
+	wireBytes        = 2
+	wireFixed32      = 5
 )
 
 // pbField is one field of a protocol buffer message.

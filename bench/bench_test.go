@@ -33,8 +33,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
 	"github.com/segbridge/segbridge/internal/fixture"
@@ -736,24 +734,29 @@ func (e *env) queueBridge() (base string, port, natsPort int, natsToken string, 
 }
 
 func (e *env) benchIntake() {
-	base, _, natsPort, natsToken, p := e.queueBridge()
+	base, _, _, _, p := e.queueBridge()
 	defer p.stop()
-	nc, err := nats.Connect(fmt.Sprintf("nats://127.0.0.1:%d", natsPort), nats.Token(natsToken))
-	if err != nil {
-		e.t.Fatalf("connect to the bridge's NATS: %v", err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	// The queue's own counts, from the bridge's /metrics: a worker's NATS
+	// credentials may not read streams or buckets, and the bench has no
+	// other. The job statuses come from a watch of the status bucket, so
+	// they are read until they stop changing.
 	counts := func() (msgs uint64, keys uint64) {
-		ctx := context.Background()
-		st, err := js.Stream(ctx, queue.StreamName)
-		if err != nil {
-			e.t.Fatal(err)
+		var last uint64 = math.MaxUint64
+		deadline := time.Now().Add(time.Minute)
+		for {
+			m := metricsOf(e.t, base)
+			msgs, keys = uint64(m["segbridge_queue_depth"]), 0
+			for k, v := range m {
+				if strings.HasPrefix(k, "segbridge_jobs{") {
+					keys += uint64(v)
+				}
+			}
+			if keys == last || time.Now().After(deadline) {
+				return msgs, keys
+			}
+			last = keys
+			time.Sleep(500 * time.Millisecond)
 		}
-		info, _ := st.Info(ctx)
-		kv, _ := js.KeyValue(ctx, queue.StatusBucket)
-		ks, _ := kv.Status(ctx)
-		return info.State.Msgs, ks.Values()
 	}
 
 	const duration = 30 * time.Second
@@ -822,6 +825,35 @@ func (e *env) benchIntake() {
 	sec2.Notes = append(sec2.Notes, fmt.Sprintf("%d requests answered, %d errors; new queued jobs: %d (want 20, one per series)", accepted2, errs2, after-before))
 	e.add(sec)
 	e.add(sec2)
+}
+
+// metricsOf reads the bridge's /metrics into a map from each sample's name
+// and labels to its value.
+func metricsOf(t *testing.T, base string) map[string]float64 {
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("/metrics: %d %v", resp.StatusCode, err)
+	}
+	out := map[string]float64{}
+	for _, l := range strings.Split(string(b), "\n") {
+		if l == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(l, ' ')
+		if i < 0 {
+			continue
+		}
+		var v float64
+		if _, err := fmt.Sscan(l[i+1:], &v); err == nil {
+			out[l[:i]] = v
+		}
+	}
+	return out
 }
 
 // load runs f from conc goroutines for d and returns latencies (ms) of the

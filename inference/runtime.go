@@ -239,6 +239,15 @@ func (r *Runtime) sessionOptions(cuda bool) (*ort.SessionOptions, error) {
 			return nil, fmt.Errorf("set intra-op threads: %w", err)
 		}
 	}
+	// ONNX Runtime's threads spin for a while after each run, waiting for
+	// more work that never comes: on two cores they took the CPU from
+	// deciding the labels, which then took twice as long (model5_gw_ae on
+	// ch2: postprocessing 50 ms with spinning, 37 without, and the run
+	// itself no slower), and from Orthanc and the other jobs.
+	if err := opts.AddSessionConfigEntry("session.intra_op.allow_spinning", "0"); err != nil {
+		opts.Destroy()
+		return nil, fmt.Errorf("turn off spinning: %w", err)
+	}
 	if cuda {
 		cudaOpts, err := ort.NewCUDAProviderOptions()
 		if err != nil {

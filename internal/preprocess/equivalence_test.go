@@ -263,7 +263,7 @@ func TestRobustRange_SameAsBefore(t *testing.T) {
 			t.Run(fmt.Sprintf("%s/%g", name, q), func(t *testing.T) {
 				wlo, whi := refRobustRange(slices.Clone(d), q)
 				lo, hi := RobustRange(d, q)
-				if math.Float64bits(lo) != math.Float64bits(wlo) || math.Float64bits(hi) != math.Float64bits(whi) {
+				if !sameFloat(lo, wlo) || !sameFloat(hi, whi) {
 					t.Errorf("RobustRange = %v, %v; want %v, %v", lo, hi, wlo, whi)
 				}
 			})
@@ -437,4 +437,29 @@ func TestScale255Value(t *testing.T) {
 		lo := rng.NormFloat64() * 100
 		check(float32(rng.NormFloat64()*1000), lo, lo+rng.ExpFloat64()*500)
 	}
+}
+
+func TestRange_SameAsBuiltins(t *testing.T) {
+	negZero := float32(math.Copysign(0, -1))
+	nan := float32(math.NaN())
+	inf := float32(math.Inf(1))
+	for _, d := range [][]float32{
+		{}, {0}, {negZero}, {0, negZero}, {negZero, 0}, {negZero, negZero}, {1, negZero, 0, -1},
+		{nan}, {1, nan, 2}, {negZero, nan}, {-inf, 3, inf}, {5, 5}, {-3, negZero}, {3, 0, negZero},
+	} {
+		wlo, whi := math.Inf(1), math.Inf(-1)
+		for _, x := range d {
+			wlo, whi = min(wlo, float64(x)), max(whi, float64(x))
+		}
+		lo, hi := rangeOf(d)
+		if !sameFloat(lo, wlo) || !sameFloat(hi, whi) {
+			t.Errorf("rangeOf(%v) = %v, %v; want %v, %v", d, lo, hi, wlo, whi)
+		}
+	}
+}
+
+// sameFloat: the same bits (so -0 is not 0), or both NaN, whose payload
+// nothing reads.
+func sameFloat(a, b float64) bool {
+	return math.Float64bits(a) == math.Float64bits(b) || (a != a && b != b)
 }

@@ -21,15 +21,55 @@ func Range(data []float32) (lo, hi float64) {
 	var mu sync.Mutex
 	lo, hi = math.Inf(1), math.Inf(-1)
 	parallel.Range(len(data), func(a, b int) {
-		l, h := math.Inf(1), math.Inf(-1)
-		for _, x := range data[a:b] {
-			l = min(l, float64(x))
-			h = max(h, float64(x))
-		}
+		l, h := rangeOf(data[a:b])
 		mu.Lock()
 		lo, hi = min(lo, l), max(hi, h)
 		mu.Unlock()
 	})
+	return lo, hi
+}
+
+// rangeOf is what min and max over data give, NaN and signed zeros
+// included, with plain comparisons: the built-ins' care for NaN and -0 on
+// every value made them a quarter of the time a conform took.
+func rangeOf(data []float32) (lo, hi float64) {
+	lo, hi = math.Inf(1), math.Inf(-1)
+	var nan, negZero, posZero bool
+	for _, x := range data {
+		f := float64(x)
+		if f < lo {
+			lo = f
+		}
+		if f > hi {
+			hi = f
+		}
+		b := math.Float32bits(x)
+		nan = nan || f != f
+		negZero = negZero || b == 1<<31
+		posZero = posZero || b == 0
+	}
+	return fixRange(lo, hi, nan, negZero, posZero)
+}
+
+// fixRange gives a range found by plain comparisons the built-ins'
+// answers: NaN if any value was NaN, and, where the extreme is a zero, -0
+// as the minimum if a -0 was seen and +0 as the maximum if a +0 was.
+func fixRange(lo, hi float64, nan, negZero, posZero bool) (float64, float64) {
+	if nan {
+		return math.NaN(), math.NaN()
+	}
+	if lo == 0 {
+		lo = 0
+		if negZero {
+			lo = math.Copysign(0, -1)
+		}
+	}
+	if hi == 0 {
+		hi = math.Copysign(0, -1)
+		if posZero {
+			hi = 0
+		}
+	}
 	return lo, hi
 }
 
@@ -129,15 +169,23 @@ func RobustRange(data []float32, upper float64) (lo, hi float64) {
 	hist := make([]uint64, 1<<16)
 	count := 0
 	parallel.Range(len(data), func(a, b int) {
+		// The minimum as rangeOf finds it, in the same pass.
 		l, n := math.Inf(1), 0
+		var nan, negZero bool
 		h := new([1 << 16]uint32)
 		for _, x := range data[a:b] {
-			l = min(l, float64(x))
+			f := float64(x)
+			if f < l {
+				l = f
+			}
+			nan = nan || f != f
+			negZero = negZero || math.Float32bits(x) == 1<<31
 			if nonZero(x) {
 				n++
 				h[uint16(sortKey(x)>>16)]++
 			}
 		}
+		l, _ = fixRange(l, 0, nan, negZero, false)
 		mu.Lock()
 		lo, count = min(lo, l), count+n
 		for i, c := range h {

@@ -85,6 +85,15 @@ func gridPairs(t *testing.T) []struct {
 		g, err = Reorient(s.g, "LIA")
 		add(s.name+" reorient", s.g, g, err)
 	}
+	// 1 mm series conformed to 1 mm: every sample an exact half (odd
+	// dimensions) or whole voxel (even), the aligned path.
+	for _, d := range [][3]int{{41, 37, 29}, {40, 36, 28}} {
+		for _, g := range []Grid{axial(d[0], d[1], d[2]), sagittal(d[0], d[1], d[2])} {
+			g.Spacing = [3]float64{1, 1, 1}
+			c, err := Conform(g, 56, 1, "LIA")
+			add(fmt.Sprintf("%s %v 1 mm conform", g.Orientation(), d), g, c, err)
+		}
+	}
 	// A conform whose grid lies inside the source: no voxel outside it.
 	big := axial(90, 90, 90)
 	big.Spacing = [3]float64{1, 1, 1}
@@ -126,6 +135,12 @@ func someBoxes(dims [3]int) []Box {
 }
 
 func TestLinear_SameAsBefore(t *testing.T) {
+	alignedPairs := 0
+	defer func() {
+		if alignedPairs < 4 {
+			t.Errorf("only %d grid pairs take the aligned path", alignedPairs)
+		}
+	}()
 	for i, p := range gridPairs(t) {
 		t.Run(p.name, func(t *testing.T) {
 			src := blob(p.sg, uint64(i))
@@ -138,6 +153,9 @@ func TestLinear_SameAsBefore(t *testing.T) {
 				t.Fatal(err)
 			}
 			sameBits(t, "Linear", got, want)
+			if m, err := newIndexMap(p.sg, p.dg); err == nil && m.aligned() {
+				alignedPairs++
+			}
 			lo, hi := refRobustRange(src, 99.9)
 			scaled := slices.Clone(want)
 			Scale255(scaled, lo, hi)

@@ -83,6 +83,13 @@ type sampler struct {
 	axis, sign [3]int
 	off        [3]int
 	stride     [3]int
+
+	// aligned is set when the map steps whole source voxels per
+	// destination voxel and starts on whole or half ones (a 1 mm series
+	// conformed to 1 mm, axes permuted): then every coordinate is exact,
+	// the fractions stay the same along a row and the source index steps
+	// evenly, so a row needs no coordinate arithmetic per voxel.
+	aligned bool
 }
 
 func newSampler(src []float32, sg, dg Grid, box Box) (*sampler, error) {
@@ -121,6 +128,7 @@ func newSampler(src []float32, sg, dg Grid, box Box) (*sampler, error) {
 		s.stride = [3]int{1, sg.Dims[0], sg.Dims[0] * sg.Dims[1]}
 		s.off = [3]int{int(math.Round(m.B[0])), int(math.Round(m.B[1])), int(math.Round(m.B[2]))}
 	}
+	s.aligned = m.aligned()
 	return s, nil
 }
 
@@ -171,6 +179,28 @@ func (s *sampler) row(a0, b, c int, out []float32) {
 		from, to = max(from, f), min(to, e)
 	}
 	to = max(from, to)
+	if s.aligned && from < to {
+		// The first voxel as below; the others step from it exactly.
+		fa := float64(a0 + from)
+		x0, x1, x2 := base[0]+m0*fa, base[1]+m1*fa, base[2]+m2*fa
+		i0, i1, i2 := int(x0), int(x1), int(x2)
+		f0, f1, f2 := float32(x0-float64(i0)), float32(x1-float64(i1)), float32(x2-float64(i2))
+		g0, g1, g2 := 1-f0, 1-f1, 1-f2
+		p := i0 + n0*(i1+n1*i2)
+		dp := int(m0) + n0*(int(m1)+n1*int(m2))
+		for i := from; i < to; i, p = i+1, p+dp {
+			c00 := src[p]*g0 + src[p+s0]*f0
+			c10 := src[p+s1]*g0 + src[p+s1+s0]*f0
+			c01 := src[p+s2]*g0 + src[p+s2+s0]*f0
+			c11 := src[p+s2+s1]*g0 + src[p+s2+s1+s0]*f0
+			c0 := c00*g1 + c10*f1
+			c1 := c01*g1 + c11*f1
+			out[i] = c0*g2 + c1*f2
+		}
+		s.edgeRow(base, 0, from, a0, out)
+		s.edgeRow(base, to, len(out), a0, out)
+		return
+	}
 	fa := float64(a0 + from) // float64(a0+i), counted: exact below 2^53
 	for i := from; i < to; i, fa = i+1, fa+1 {
 		x0 := base[0] + m0*fa
@@ -309,6 +339,7 @@ func NearestFromBox(src []uint8, sg Grid, box Box, dg Grid, dst []uint8) ([]uint
 		dst = make([]uint8, dn)
 	}
 	d0, d1 := dg.Dims[0], dg.Dims[1]
+	aligned := m.aligned()
 	if axis, sign, ok := m.permutation(); ok {
 		// The box's own indices: the whole grid's, less the box's corner.
 		off := [3]int{int(math.Round(m.B[0])) - box.Lo[0], int(math.Round(m.B[1])) - box.Lo[1], int(math.Round(m.B[2])) - box.Lo[2]}
@@ -347,6 +378,16 @@ func NearestFromBox(src []uint8, sg Grid, box Box, dg Grid, dst []uint8) ([]uint
 				clear(row[:from])
 				clear(row[to:])
 				m0, m1, m2 := m.M[0][0], m.M[1][0], m.M[2][0]
+				if aligned && from < to {
+					// Exact coordinates: the index steps evenly from the
+					// first voxel's.
+					p := index(0, from) + bd[0]*(index(1, from)+bd[1]*index(2, from))
+					dp := int(m0) + bd[0]*(int(m1)+bd[1]*int(m2))
+					for a := from; a < to; a, p = a+1, p+dp {
+						row[a] = src[p]
+					}
+					continue
+				}
 				l0, l1, l2 := box.Lo[0], box.Lo[1], box.Lo[2]
 				for a := from; a < to; a++ {
 					fa := float64(a)

@@ -3,6 +3,7 @@ package inference
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/segbridge/segbridge/internal/model"
@@ -228,12 +229,21 @@ func (p *prepared) conform(m *model.Model, v *volume.Volume, big float64, t0 tim
 	return nil
 }
 
-// rangeU8 returns the smallest and largest value of data.
+// rangeU8 returns the smallest and largest value of data, over the CPUs.
 func rangeU8(data []uint8) (lo, hi uint8) {
+	var mu sync.Mutex
 	var seen [256]bool
-	for _, x := range data {
-		seen[x] = true
-	}
+	parallel.Range(len(data), func(a, b int) {
+		var mine [256]bool
+		for _, x := range data[a:b] {
+			mine[x] = true
+		}
+		mu.Lock()
+		for x, ok := range mine {
+			seen[x] = seen[x] || ok
+		}
+		mu.Unlock()
+	})
 	lo, hi = 255, 0
 	for x, ok := range seen {
 		if ok {

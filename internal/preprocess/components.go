@@ -1,6 +1,10 @@
 package preprocess
 
-import "github.com/segbridge/segbridge/internal/parallel"
+import (
+	"encoding/binary"
+
+	"github.com/segbridge/segbridge/internal/parallel"
+)
 
 // LargestComponent keeps the largest 26-connected component of the non-zero
 // labels (all labels together, as one foreground) and sets every other
@@ -107,14 +111,12 @@ func findRuns(labels []uint8, dims [3]int) runs {
 				row := j + n1*k
 				line := labels[n0*row : n0*row+n0]
 				for i := 0; i < n0; {
-					if line[i] == 0 {
-						i++
-						continue
+					i = skipZeros(line, i)
+					if i >= n0 {
+						break
 					}
 					start := i
-					for i < n0 && line[i] != 0 {
-						i++
-					}
+					i = skipNonZeros(line, i)
 					rs = append(rs, run{int32(row), int32(start), int32(i)})
 				}
 			}
@@ -138,6 +140,37 @@ func findRuns(labels []uint8, dims [3]int) runs {
 	}
 	out.first[n1*n2] = int32(next)
 	return out
+}
+
+// skipZeros returns the index of the first non-zero byte of line from i
+// on (len(line) if none), eight bytes at a time where it can: a label
+// grid is mostly long stretches of background and of foreground.
+func skipZeros(line []uint8, i int) int {
+	for ; i+8 <= len(line); i += 8 {
+		if binary.LittleEndian.Uint64(line[i:]) != 0 {
+			break
+		}
+	}
+	for i < len(line) && line[i] == 0 {
+		i++
+	}
+	return i
+}
+
+// skipNonZeros returns the index of the first zero byte of line from i on
+// (len(line) if none).
+func skipNonZeros(line []uint8, i int) int {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	for ; i+8 <= len(line); i += 8 {
+		// A word has a zero byte exactly when this is not 0.
+		if w := binary.LittleEndian.Uint64(line[i:]); (w-ones)&^w&highs != 0 {
+			break
+		}
+	}
+	for i < len(line) && line[i] != 0 {
+		i++
+	}
+	return i
 }
 
 // touching calls join for each pair of runs, one in row a and one in row

@@ -350,6 +350,26 @@ func labelBlobs() map[string]struct {
 		dims [3]int
 		l    []uint8
 	}{dims, l}
+	// Long runs of background and of labels up to 255, of every length
+	// around the eight bytes the run finder takes at once.
+	for seed := range uint64(3) {
+		dims := [3]int{101, 9, 6}
+		rng := rand.New(rand.NewPCG(seed, 17))
+		l := make([]uint8, dims[0]*dims[1]*dims[2])
+		for i, on := 0, false; i < len(l); on = !on {
+			n := 1 + rng.IntN(40)
+			for j := i; j < min(i+n, len(l)); j++ {
+				if on {
+					l[j] = uint8(1 + rng.IntN(255))
+				}
+			}
+			i += n
+		}
+		out[fmt.Sprintf("long runs %d", seed)] = struct {
+			dims [3]int
+			l    []uint8
+		}{dims, l}
+	}
 	// Single rows, columns and slices.
 	for _, d := range [][3]int{{40, 1, 1}, {1, 40, 1}, {1, 1, 40}, {1, 1, 1}} {
 		l := make([]uint8, d[0]*d[1]*d[2])

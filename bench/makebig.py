@@ -1,5 +1,7 @@
-"""makebig.py OUTDIR: a 512x512x200 MR series (16-bit, 0.5 mm pixels, 1 mm
-slices) of smooth synthetic anatomy, for the download benchmark. Run with
+"""makebig.py OUTDIR [SLICES]: a 512x512 MR series of SLICES slices (default
+200; 16-bit, 0.5 mm pixels, 1 mm slices) of smooth synthetic anatomy, for the
+download and growth benchmarks. The anatomy is an ellipsoid scaled to the
+slice count, so a series of twice the slices is twice the head. Run with
 Debian's /usr/bin/python3 (pydicom, numpy)."""
 import os
 import sys
@@ -15,7 +17,8 @@ MR = "1.2.840.10008.5.1.4.1.1.4"
 def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
-    n, rows, cols = 200, 512, 512
+    n = int(sys.argv[2]) if len(sys.argv) > 2 else 200
+    rows, cols = 512, 512
     study, series, frame = generate_uid(), generate_uid(), generate_uid()
     y, x = np.mgrid[0:rows, 0:cols].astype(np.float32)
     for k in range(n):
@@ -31,10 +34,10 @@ def main():
         ds.file_meta = meta
         ds.SOPClassUID = MR
         ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-        ds.PatientName, ds.PatientID = "BENCH^BIG", "BENCH-BIG"
+        ds.PatientName, ds.PatientID = "BENCH^BIG", "BENCH-BIG-%d" % n
         ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame
         ds.Modality, ds.SeriesNumber, ds.InstanceNumber = "MR", 1, k + 1
-        ds.SeriesDescription = "synthetic 512x512x200"
+        ds.SeriesDescription = "synthetic 512x512x%d" % n
         ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
         ds.ImagePositionPatient = [-128, -128, -100 + k]
         ds.PixelSpacing = [0.5, 0.5]

@@ -43,6 +43,8 @@ func (r *Runtime) runSlices(ctx context.Context, m *model.Model, sess *session, 
 	}
 	defer release()
 
+	outs := newOutputs(sess)
+	defer outs.destroy()
 	var dec *decider
 	var decideTime time.Duration
 	progress(Progress{Stage: "inference", Total: total})
@@ -65,7 +67,8 @@ func (r *Runtime) runSlices(ctx context.Context, m *model.Model, sess *session, 
 				copy(buf[(s*channels+c)*hw:][:hw], data[src*hw:][:hw])
 			}
 		}
-		took, err := runTensor(ctx, m, sess, runOpts, ort.NewShape(int64(feed), int64(channels), int64(h), int64(w)), buf[:feed*channels*hw],
+		inShape := ort.NewShape(int64(feed), int64(channels), int64(h), int64(w))
+		took, err := runTensor(ctx, m, sess, runOpts, inShape, buf[:feed*channels*hw], outs, inShape,
 			func(od []float32, shape ort.Shape, mismatch func(string, ...any) error) error {
 				var err error
 				if len(shape) != 4 {
@@ -166,6 +169,8 @@ func (r *Runtime) runWindow(ctx context.Context, m *model.Model, sess *session, 
 	}
 	defer release()
 
+	outs := newOutputs(sess)
+	defer outs.destroy()
 	var blendTime time.Duration
 	done := 0
 	progress(Progress{Stage: "inference", Total: total})
@@ -183,7 +188,8 @@ func (r *Runtime) runWindow(ctx context.Context, m *model.Model, sess *session, 
 						copy(patch[pg[0]*(j+pg[1]*k):][:min(pg[0], dims[0]-x)], data[src:])
 					}
 				}
-				took, err := runTensor(ctx, m, sess, runOpts, ort.NewShape(1, 1, int64(pg[2]), int64(pg[1]), int64(pg[0])), patch,
+				pshape := ort.NewShape(1, 1, int64(pg[2]), int64(pg[1]), int64(pg[0]))
+				took, err := runTensor(ctx, m, sess, runOpts, pshape, patch, outs, pshape,
 					func(od []float32, shape ort.Shape, mismatch func(string, ...any) error) error {
 						var err error
 						if len(shape) != 5 || shape[0] != 1 {
@@ -243,4 +249,127 @@ func (r *Runtime) runWindow(ctx context.Context, m *model.Model, sess *session, 
 	labels := make([]uint8, n)
 	dec.decide(acc, n, n, labels)
 	return labels, blendTime + time.Since(t0), nil
+}
+
+// runVolumeCut is runVolume for a model cut before its 1x1x1 output layer
+// (head.go): the body runs on the whole volume up to the hidden layer, then
+// the output layer on slabs of it along D, each slab's labels decided
+// before the next slab is run, so that the whole output never exists.
+func (r *Runtime) runVolumeCut(ctx context.Context, m *model.Model, sess *session, data []float32, dims [3]int, progress func(Progress)) ([]uint8, time.Duration, error) {
+	w, h, d := dims[0], dims[1], dims[2]
+	hw, n := w*h, w*h*d // a checked grid's
+	cut := sess.cut
+	k, classes := int(cut.hiddenChannels), cut.classes
+	outShape := ort.NewShape(1, classes, int64(d), int64(h), int64(w))
+	mismatch := shapeMismatch(m, outShape)
+	hiddenLen, ok := checked.Mul(k, n)
+	if !ok || hiddenLen > preprocess.MaxGridVoxels {
+		return nil, 0, fmt.Errorf("model %s: a hidden layer of %d channels of %d voxels is more values than an input may hold: %w",
+			m.Name, k, n, ErrModelMismatch)
+	}
+	slabBytes := r.slabBytes
+	if slabBytes <= 0 {
+		slabBytes = defaultSlabBytes
+	}
+	slab := slabDepth(slabBytes, classes, d, h, w)
+	slabs := (d + slab - 1) / slab
+	progress(Progress{Stage: "inference", Total: 1 + slabs})
+	runOpts, release, err := r.newRunOptions(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer release()
+
+	inShape := ort.NewShape(1, 1, int64(d), int64(h), int64(w))
+	in, err := ort.NewTensor(inShape, data)
+	if err != nil {
+		return nil, 0, fmt.Errorf("input tensor: %w", err)
+	}
+	hidden, err := ort.NewEmptyTensor[float32](ort.NewShape(1, int64(k), int64(d), int64(h), int64(w)))
+	if err != nil {
+		in.Destroy()
+		return nil, 0, fmt.Errorf("hidden tensor: %w", err)
+	}
+	defer hidden.Destroy()
+	_, _, err = runOnce(ctx, sess, runOpts, in, hidden)
+	in.Destroy()
+	if err != nil {
+		// The whole graph would have given an output of the hidden
+		// layer's size; say so in the manifest's terms where it is wrong.
+		if got, ok := cutShapeError(ctx, sess, data, inShape); ok {
+			got[1] = classes
+			return nil, 0, shapeMismatch(m, got)("the input was %s", shapeString(inShape))
+		}
+		return nil, 0, err
+	}
+	progress(Progress{Stage: "inference", Done: 1, Total: 1 + slabs})
+
+	dec, err := newDecider(m, int(classes), mismatch)
+	if err != nil {
+		return nil, 0, err
+	}
+	labels := make([]uint8, n)
+	outs := &outputs{channels: classes, byShape: map[string]*ort.Tensor[float32]{}}
+	defer outs.destroy()
+	hd := hidden.GetData()
+	part := make([]float32, k*min(slab, d)*hw)
+	var decideTime time.Duration
+	for b := range slabs {
+		if err := ctx.Err(); err != nil {
+			return nil, 0, err
+		}
+		z0 := b * slab
+		s := min(slab, d-z0)
+		for c := range k {
+			copy(part[c*s*hw:(c+1)*s*hw], hd[c*n+z0*hw:c*n+(z0+s)*hw])
+		}
+		slabShape := ort.NewShape(1, int64(k), int64(s), int64(h), int64(w))
+		took, err := func() (time.Duration, error) {
+			pin, err := ort.NewTensor(slabShape, part[:k*s*hw])
+			if err != nil {
+				return 0, fmt.Errorf("slab tensor: %w", err)
+			}
+			defer pin.Destroy()
+			out, err := outs.get(slabShape)
+			if err != nil {
+				return 0, err
+			}
+			if err := sess.head.RunWithOptions([]ort.Value{pin}, []ort.Value{out}, runOpts); err != nil {
+				if ctxErr := ctx.Err(); ctxErr != nil {
+					return 0, fmt.Errorf("run output layer: %w", ctxErr)
+				}
+				return 0, fmt.Errorf("run output layer: %w", err)
+			}
+			t0 := time.Now()
+			dec.decide(out.GetData(), s*hw, s*hw, labels[z0*hw:])
+			return time.Since(t0), nil
+		}()
+		if err != nil {
+			return nil, 0, err
+		}
+		decideTime += took
+		progress(Progress{Stage: "inference", Done: 2 + b, Total: 1 + slabs})
+	}
+	return labels, decideTime, nil
+}
+
+// cutShapeError runs the body of a cut model again, letting ONNX Runtime
+// allocate the hidden layer, and returns its shape when it is not the
+// input's size (ok false when it is, or the run fails anyway).
+func cutShapeError(ctx context.Context, sess *session, data []float32, inShape ort.Shape) (ort.Shape, bool) {
+	in, err := ort.NewTensor(inShape, data)
+	if err != nil {
+		return nil, false
+	}
+	defer in.Destroy()
+	outs := []ort.Value{nil}
+	if sess.s.Run([]ort.Value{in}, outs) != nil || ctx.Err() != nil {
+		return nil, false
+	}
+	defer outs[0].Destroy()
+	got := outs[0].GetShape()
+	if len(got) == 5 && got[0] == 1 && got[2] == inShape[2] && got[3] == inShape[3] && got[4] == inShape[4] {
+		return nil, false
+	}
+	return got, true
 }

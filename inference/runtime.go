@@ -131,6 +131,12 @@ type Runtime struct {
 	mu       sync.Mutex // guards device and sessions
 	device   string
 	sessions map[sessionKey]*session
+
+	// wholeGraph turns off cutting the output layer off (see head.go), and
+	// slabBytes sets the output layer's slab size (default
+	// defaultSlabBytes), for tests.
+	wholeGraph bool
+	slabBytes  int
 }
 
 type sessionKey struct {
@@ -139,9 +145,16 @@ type sessionKey struct {
 }
 
 type session struct {
-	s *ort.DynamicAdvancedSession
+	// s runs the model; with head set, only its body, up to the hidden
+	// layer that head (the output layer alone) turns into the output.
+	s    *ort.DynamicAdvancedSession
+	head *ort.DynamicAdvancedSession
+	cut  *headSplit
 	// batch is the graph's fixed batch size in slice mode, 0 when free.
 	batch int64
+	// channels is the graph's fixed number of output channels, 0 when it
+	// is not fixed: with it, outputs are allocated before the run.
+	channels int64
 }
 
 // NewRuntime loads the ONNX Runtime library (once per process) and decides on
@@ -204,7 +217,7 @@ func (r *Runtime) Close() error {
 	defer r.mu.Unlock()
 	var errs []error
 	for k, s := range r.sessions {
-		if err := s.s.Destroy(); err != nil {
+		if err := s.destroy(); err != nil {
 			errs = append(errs, fmt.Errorf("destroy session %s: %w", k.onnxPath, err))
 		}
 		delete(r.sessions, k)
@@ -225,6 +238,15 @@ func (r *Runtime) sessionOptions(cuda bool) (*ort.SessionOptions, error) {
 			opts.Destroy()
 			return nil, fmt.Errorf("set intra-op threads: %w", err)
 		}
+	}
+	// ONNX Runtime's threads spin for a while after each run, waiting for
+	// more work that never comes: on two cores they took the CPU from
+	// deciding the labels, which then took twice as long (model5_gw_ae on
+	// ch2: postprocessing 50 ms with spinning, 37 without, and the run
+	// itself no slower), and from Orthanc and the other jobs.
+	if err := opts.AddSessionConfigEntry("session.intra_op.allow_spinning", "0"); err != nil {
+		opts.Destroy()
+		return nil, fmt.Errorf("turn off spinning: %w", err)
 	}
 	if cuda {
 		cudaOpts, err := ort.NewCUDAProviderOptions()
@@ -250,7 +272,7 @@ func (r *Runtime) session(m *model.Model) (*session, error) {
 	if s, ok := r.sessions[key]; ok {
 		return s, nil
 	}
-	batch, err := checkModelIO(m)
+	batch, channels, err := checkModelIO(m)
 	if err != nil {
 		return nil, err
 	}
@@ -265,7 +287,7 @@ func (r *Runtime) session(m *model.Model) (*session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("model %s: load %s: %w", m.Name, m.ONNXPath, err)
 	}
-	s.batch = batch
+	s.batch, s.channels = batch, channels
 	r.logger.Info().Str("model", m.Name).Str("version", m.Version).Str("device", r.device).
 		Dur("load", time.Since(start)).Msg("model loaded")
 	r.sessions[key] = s
@@ -278,6 +300,31 @@ func (r *Runtime) newSession(m *model.Model, cuda bool) (*session, error) {
 		return nil, err
 	}
 	defer opts.Destroy()
+	data, err := os.ReadFile(m.ONNXPath)
+	if err != nil {
+		return nil, err
+	}
+	// Rewrites that keep every output value and lower the memory a run
+	// takes (gelu.go, head.go) need the model loaded from its bytes; a
+	// model they do not apply to is loaded from its file as before, so that
+	// ONNX Runtime finds any external weights beside it.
+	fused, n, err := fuseGelu(data)
+	if err != nil {
+		fused, n = data, 0 // a file this reader cannot read goes to ONNX Runtime whole
+	}
+	if m.Input.Mode == model.InputVolume && !r.wholeGraph {
+		if s := r.newCutSession(m, fused, opts); s != nil {
+			return s, nil
+		}
+	}
+	if n > 0 {
+		s, err := ort.NewDynamicAdvancedSessionWithONNXData(fused, []string{m.Input.Name}, []string{m.Output.Name}, opts)
+		if err == nil {
+			r.logger.Debug().Str("model", m.Name).Int("gelus", n).Msg("fused GELU chains")
+			return &session{s: s}, nil
+		}
+		r.logger.Warn().Err(err).Str("model", m.Name).Msg("cannot load the model with its GELU chains fused; running it as written")
+	}
 	s, err := ort.NewDynamicAdvancedSession(m.ONNXPath, []string{m.Input.Name}, []string{m.Output.Name}, opts)
 	if err != nil {
 		return nil, err
@@ -285,20 +332,54 @@ func (r *Runtime) newSession(m *model.Model, cuda bool) (*session, error) {
 	return &session{s: s}, nil
 }
 
+// newCutSession returns the sessions of a model whose 1x1x1 output layer
+// is worth cutting off (head.go): it has over twice as many channels as
+// its input, so that the hidden layer is less than half the output. It
+// returns nil for any other model, or one that ONNX Runtime does not load
+// cut.
+func (r *Runtime) newCutSession(m *model.Model, data []byte, opts *ort.SessionOptions) *session {
+	cut, ok, err := splitHead(data, m.Output.Name)
+	if err != nil || !ok || cut.classes <= 2*cut.hiddenChannels {
+		return nil
+	}
+	body, err := ort.NewDynamicAdvancedSessionWithONNXData(cut.body, []string{m.Input.Name}, []string{cut.hidden}, opts)
+	if err != nil {
+		r.logger.Warn().Err(err).Str("model", m.Name).Msg("cannot run the model without its output layer; running it whole")
+		return nil
+	}
+	head, err := ort.NewDynamicAdvancedSessionWithONNXData(cut.head, []string{cut.hidden}, []string{m.Output.Name}, opts)
+	if err != nil {
+		body.Destroy()
+		r.logger.Warn().Err(err).Str("model", m.Name).Msg("cannot run the model's output layer alone; running it whole")
+		return nil
+	}
+	r.logger.Info().Str("model", m.Name).Int64("hidden_channels", cut.hiddenChannels).Int64("classes", cut.classes).
+		Msg("running the 1x1x1 output layer slab by slab")
+	return &session{s: body, head: head, cut: cut}
+}
+
+func (s *session) destroy() error {
+	var errs []error
+	if s.head != nil {
+		errs = append(errs, s.head.Destroy())
+	}
+	return errors.Join(append(errs, s.s.Destroy())...)
+}
+
 // checkModelIO compares the graph's declared inputs and outputs with the
 // manifest, so that a model that does not fit fails with a reason before any
 // data is fed to it. It returns the input's fixed batch size in slice mode (0
-// when free).
-func checkModelIO(m *model.Model) (int64, error) {
+// when free) and the output's fixed number of channels (0 when free).
+func checkModelIO(m *model.Model) (batch, channels int64, err error) {
 	ins, outs, err := ort.GetInputOutputInfo(m.ONNXPath)
 	if err != nil {
-		return 0, fmt.Errorf("model %s: read %s: %w", m.Name, m.ONNXPath, err)
+		return 0, 0, fmt.Errorf("model %s: read %s: %w", m.Name, m.ONNXPath, err)
 	}
 	mismatch := func(format string, args ...any) error {
 		return fmt.Errorf("model %s: %s: %w", m.Name, fmt.Sprintf(format, args...), ErrModelMismatch)
 	}
 	if len(ins) != 1 || ins[0].Name != m.Input.Name {
-		return 0, mismatch("the manifest's input %q must be the graph's only input, but the graph has inputs %s", m.Input.Name, ioNames(ins))
+		return 0, 0, mismatch("the manifest's input %q must be the graph's only input, but the graph has inputs %s", m.Input.Name, ioNames(ins))
 	}
 	rank, layout := 5, "[1, C, D, H, W]"
 	if m.Input.Mode == model.InputSlices {
@@ -306,7 +387,7 @@ func checkModelIO(m *model.Model) (int64, error) {
 	}
 	in := ins[0]
 	if err := checkTensorInfo(in, "input", m.Input.Mode, rank, layout); err != nil {
-		return 0, mismatch("%v", err)
+		return 0, 0, mismatch("%v", err)
 	}
 	d := in.Dimensions
 	wantC := int64(1)
@@ -314,29 +395,31 @@ func checkModelIO(m *model.Model) (int64, error) {
 		wantC = int64(m.Input.Channels)
 	}
 	if d[1] > 0 && d[1] != wantC {
-		return 0, mismatch("input %q has %d channels, but %s mode feeds %d", in.Name, d[1], m.Input.Mode, wantC)
+		return 0, 0, mismatch("input %q has %d channels, but %s mode feeds %d", in.Name, d[1], m.Input.Mode, wantC)
 	}
 	if m.Input.Mode == model.InputWindow {
 		p := m.Input.PatchSize
 		for i, name := range []string{"D", "H", "W"} {
 			if d[2+i] > 0 && d[2+i] != int64(p[i]) {
-				return 0, mismatch("input %q has shape %v, but the manifest's patch_size is %v (%s differs)", in.Name, d, p, name)
+				return 0, 0, mismatch("input %q has shape %v, but the manifest's patch_size is %v (%s differs)", in.Name, d, p, name)
 			}
 		}
 	}
 	for _, o := range outs {
 		if o.Name == m.Output.Name {
 			if err := checkTensorInfo(o, "output", m.Input.Mode, rank, strings.Replace(layout, "C", "K", 1)); err != nil {
-				return 0, mismatch("%v", err)
+				return 0, 0, mismatch("%v", err)
 			}
-			var batch int64
 			if m.Input.Mode == model.InputSlices && d[0] > 0 {
 				batch = d[0]
 			}
-			return batch, nil
+			if len(o.Dimensions) > 1 && o.Dimensions[1] > 0 {
+				channels = o.Dimensions[1]
+			}
+			return batch, channels, nil
 		}
 	}
-	return 0, mismatch("the graph has no output %q (it has %s)", m.Output.Name, ioNames(outs))
+	return 0, 0, mismatch("the graph has no output %q (it has %s)", m.Output.Name, ioNames(outs))
 }
 
 func checkTensorInfo(info ort.InputOutputInfo, what string, mode model.InputMode, rank int, layout string) error {

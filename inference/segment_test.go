@@ -390,12 +390,8 @@ func TestLabels(t *testing.T) {
 			for _, l := range tt.labels {
 				m.Manifest.Segments = append(m.Manifest.Segments, dicomseg.Segment{Label: l})
 			}
-			out, err := ort.NewTensor(ort.NewShape(1, int64(tt.channels), 1, 2, 2), tt.data)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { out.Destroy() })
-			got, err := volumeLabels(m, out, [3]int{v.Cols, v.Rows, v.Depth})
+			shape := ort.NewShape(1, int64(tt.channels), 1, 2, 2)
+			got, err := volumeLabels(m, tt.data, shape, shapeMismatch(m, shape), [3]int{v.Cols, v.Rows, v.Depth})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -522,4 +518,22 @@ func TestRuntime_Segment_CancelledDuringRun(t *testing.T) {
 		t.Fatalf("error = %v, want context.DeadlineExceeded", err)
 	}
 	t.Logf("Segment returned %v after its start: %v", time.Since(start), err)
+}
+
+// TestRuntime_Segment_OutputSize: a network whose output is not the input's
+// size, with a fixed channel count, so that its output is allocated before
+// the run and ONNX Runtime refuses it: the job fails saying so in
+// segbridge's words, with both shapes.
+func TestRuntime_Segment_OutputSize(t *testing.T) {
+	r := newTestRuntime(t, RuntimeConfig{IntraOpThreads: 1})
+	m := withManifest(t, func(m *model.Manifest) {})
+	m.ONNXPath = filepath.Join("..", "testdata", "models", "halves.onnx")
+	v, _ := ellipsoid(0, 1)
+	_, err := r.Segment(context.Background(), m, v)
+	if !errors.Is(err, ErrModelMismatch) {
+		t.Fatalf("error = %v, want ErrModelMismatch", err)
+	}
+	if want := `output "output" has shape [1,1,10,15,20] but the input was [1,1,20,30,40]`; !strings.Contains(err.Error(), want) {
+		t.Fatalf("error %q does not contain %q", err, want)
+	}
 }

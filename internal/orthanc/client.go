@@ -46,6 +46,10 @@ type Config struct {
 	// is refused before or while it is read. Default 2 GiB. JSON answers are
 	// capped at 64 MiB.
 	MaxBodyBytes int64
+	// MaxPooledBytes caps the memory the client keeps, between downloads,
+	// of instance files handed back with Recycle, in bytes. Default 256 MiB;
+	// negative keeps none.
+	MaxPooledBytes int64
 	// GDCMRestricted says that Orthanc's GDCM plugin, if loaded, is
 	// restricted to JPEG 2000 (its RestrictTransferSyntaxes), so that a
 	// transcode of the JPEG family reaches only Orthanc's own codecs. Without
@@ -73,6 +77,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = 2 << 30
 	}
+	if c.MaxPooledBytes == 0 {
+		c.MaxPooledBytes = 256 << 20
+	}
 	return c
 }
 
@@ -87,6 +94,8 @@ type Client struct {
 	plugins pluginCache
 	// labels caches whether Orthanc has labels (see labels.go).
 	labels labelSupport
+	// files recycles the buffers of instance files (Recycle).
+	files *bufferPool
 }
 
 // NewClient returns a client for the Orthanc at cfg.URL.
@@ -119,6 +128,7 @@ func NewClient(logger zerolog.Logger, cfg Config) (*Client, error) {
 		http:   &http.Client{Transport: tr, Timeout: cfg.RequestTimeout},
 		logger: logger.With().Str("component", "orthanc").Logger(),
 		segs:   newSegIndex(),
+		files:  newBufferPool(cfg.MaxPooledBytes),
 	}, nil
 }
 
@@ -170,6 +180,12 @@ var ErrTooLarge = fault.New(fault.KindPermanent, "answer too large")
 
 // do sends one request with retries and returns the answer's body.
 func (c *Client) do(ctx context.Context, method, path string, body []byte, header http.Header) ([]byte, error) {
+	return c.doInto(ctx, method, path, body, header, nil)
+}
+
+// doInto is do reading a successful answer of known length into a buffer
+// from alloc (nil: a new one).
+func (c *Client) doInto(ctx context.Context, method, path string, body []byte, header http.Header, alloc func(n int) []byte) ([]byte, error) {
 	var out []byte
 	err := retry.Do(func() error {
 		var rd io.Reader
@@ -194,11 +210,11 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, heade
 			return err
 		}
 		defer resp.Body.Close()
-		limit := c.cfg.MaxBodyBytes
+		limit, into := c.cfg.MaxBodyBytes, alloc
 		if resp.StatusCode/100 != 2 || header.Get("Accept") == "application/json" {
-			limit = min(limit, maxJSONBody)
+			limit, into = min(limit, maxJSONBody), nil
 		}
-		b, err := readBody(resp, limit)
+		b, err := readBody(resp, limit, into)
 		if err != nil {
 			if errors.Is(err, ErrTooLarge) {
 				return retry.Unrecoverable(fmt.Errorf("orthanc %s %s: %w", method, path, err))
@@ -234,12 +250,18 @@ const maxJSONBody = 64 << 20
 
 // readBody reads an answer's body, refusing one over limit bytes — from its
 // Content-Length before reading anything, else as soon as it passes limit.
-func readBody(resp *http.Response, limit int64) ([]byte, error) {
+// A body of known length goes into a buffer from alloc, when given.
+func readBody(resp *http.Response, limit int64, alloc func(n int) []byte) ([]byte, error) {
 	if resp.ContentLength > limit {
 		return nil, fmt.Errorf("%w: %d bytes, over the limit of %d", ErrTooLarge, resp.ContentLength, limit)
 	}
 	if resp.ContentLength > 0 {
-		b := make([]byte, resp.ContentLength)
+		var b []byte
+		if alloc != nil {
+			b = alloc(int(resp.ContentLength))
+		} else {
+			b = make([]byte, resp.ContentLength)
+		}
 		_, err := io.ReadFull(resp.Body, b)
 		return b, err
 	}
@@ -356,9 +378,25 @@ func (c *Client) Study(ctx context.Context, id string) (*Study, error) {
 	return &s, nil
 }
 
-// InstanceFile downloads one instance's DICOM file as stored.
+// InstanceFile downloads one instance's DICOM file as stored. The bytes may
+// be a buffer handed back with Recycle before.
 func (c *Client) InstanceFile(ctx context.Context, id string) ([]byte, error) {
-	return c.do(ctx, http.MethodGet, "/instances/"+id+"/file", nil, http.Header{"Accept": {"application/dicom"}})
+	return c.doInto(ctx, http.MethodGet, "/instances/"+id+"/file", nil, http.Header{"Accept": {"application/dicom"}}, c.files.get)
+}
+
+// Recycle hands back a file InstanceFile returned, once nothing refers to
+// it any more, for a later download to reuse (up to MaxPooledBytes are
+// kept). A caller that never calls it loses nothing but the reuse.
+func (c *Client) Recycle(file []byte) {
+	c.files.put(file)
+}
+
+// PooledBytes is how many bytes of recycled files the client holds for
+// later downloads.
+func (c *Client) PooledBytes() int64 {
+	c.files.mu.Lock()
+	defer c.files.mu.Unlock()
+	return c.files.held
 }
 
 // Stored is Orthanc's answer to storing an instance.

@@ -68,6 +68,27 @@ func TestClient_AgainstOrthanc(t *testing.T) {
 		t.Fatalf("instance file: %v", err)
 	}
 
+	t.Run("a recycled file is reused, with the new file's bytes", func(t *testing.T) {
+		first, err := c.InstanceFile(ctx, ser.Instances[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := bytes.Clone(first)
+		for i := range first {
+			first[i] = 0xee // what a user left in it
+		}
+		c.Recycle(first)
+		again, err := c.InstanceFile(ctx, ser.Instances[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if &again[0] != &first[0] {
+			t.Error("the recycled buffer was not reused")
+		}
+		if !bytes.Equal(again, want) {
+			t.Error("the reused buffer does not hold the file")
+		}
+	})
 	t.Run("image header without the pixels", func(t *testing.T) {
 		h, err := c.ImageHeader(ctx, ser.Instances[0])
 		if err != nil {

@@ -75,6 +75,13 @@ type instanceFiler interface {
 	InstanceFile(ctx context.Context, id string) ([]byte, error)
 }
 
+// recycler takes back a file InstanceFile returned (Client.Recycle).
+type recycler interface {
+	Recycle(file []byte)
+}
+
+var _ recycler = (*Client)(nil)
+
 // instanceTranscoder asks for an instance's file in another transfer syntax.
 type instanceTranscoder interface {
 	TranscodeInstance(ctx context.Context, id, transferSyntax string) ([]byte, error)
@@ -126,6 +133,9 @@ func UncompressedInstanceFile(ctx context.Context, p instanceFiler, id string) (
 	if got, ok := volume.FileTransferSyntax(out); ok && got != ExplicitVRLittleEndian {
 		return nil, &TranscodeError{InstanceID: id, TransferSyntax: ts,
 			Err: fmt.Errorf("Orthanc answered %s", got)}
+	}
+	if r, ok := p.(recycler); ok {
+		r.Recycle(data) // the stored file, replaced by its transcoded copy
 	}
 	return out, nil
 }

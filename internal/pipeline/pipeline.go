@@ -149,7 +149,9 @@ type Output struct {
 	// Preview is the burned-in preview series, when Outputs.Preview and the
 	// mask is not empty.
 	Preview *preview.SeriesResult
-	// Volume is the source volume (geometry and voxels).
+	// Volume is the source volume: its geometry, slices and header. Unless
+	// the preview output is on, its voxels were handed to the model, which
+	// may have normalised them in place (inference.SegmentOptions.ReuseVoxels).
 	Volume *volume.Volume
 	// Labels are the labels on the source grid (i + Cols*(j + Rows*k)).
 	Labels []uint8
@@ -191,7 +193,10 @@ func (p *Pipeline) Run(ctx context.Context, in Input, t *Timer) (out *Output, er
 	}
 
 	t.Progress("preprocess", 0)
-	res, err := p.seg.SegmentWith(ctx, m, vol, inference.SegmentOptions{Progress: func(pr inference.Progress) {
+	// Nothing after the model reads the voxels but the preview (the SEG and
+	// the SR need the geometry only): without a preview the model may
+	// normalise them in place.
+	res, err := p.seg.SegmentWith(ctx, m, vol, inference.SegmentOptions{ReuseVoxels: !p.cfg.Outputs.Preview, Progress: func(pr inference.Progress) {
 		f := 0.0
 		if pr.Total > 0 {
 			f = float64(pr.Done) / float64(pr.Total)

@@ -1,8 +1,16 @@
 package preprocess
 
+import "fmt"
+
 // Box is a voxel range [Lo, Hi) along each grid axis.
 type Box struct {
 	Lo, Hi [3]int
+}
+
+// Voxels is the number of voxels in the box.
+func (b Box) Voxels() int {
+	d := b.Dims()
+	return d[0] * d[1] * d[2]
 }
 
 // Dims is the box's size.
@@ -14,40 +22,47 @@ func (b Box) Dims() [3]int {
 // dims) above threshold, grown by pad voxels on every side within the grid.
 // ok is false when no voxel is above threshold.
 func Foreground(data []float32, dims [3]int, threshold float32, pad int) (b Box, ok bool) {
-	b.Lo = dims
-	for k := range dims[2] {
-		for j := range dims[1] {
-			row := data[dims[0]*(j+dims[1]*k):][:dims[0]]
-			first := -1
-			for i, x := range row {
-				if x > threshold {
-					first = i
-					break
-				}
+	b, ok = spanBox(data, dims, func(r []float32) (int, int) {
+		first := -1
+		for i, x := range r {
+			if x > threshold {
+				first = i
+				break
 			}
-			if first < 0 {
-				continue
-			}
-			last := first
-			for i := dims[0] - 1; i > first; i-- {
-				if row[i] > threshold {
-					last = i
-					break
-				}
-			}
-			ok = true
-			b.Lo = [3]int{min(b.Lo[0], first), min(b.Lo[1], j), min(b.Lo[2], k)}
-			b.Hi = [3]int{max(b.Hi[0], last+1), max(b.Hi[1], j+1), max(b.Hi[2], k+1)}
 		}
-	}
+		if first < 0 {
+			return -1, -1
+		}
+		for i := len(r) - 1; i > first; i-- {
+			if r[i] > threshold {
+				return first, i
+			}
+		}
+		return first, first
+	})
 	if !ok {
 		return Box{}, false
 	}
+	return b.Grow(pad, dims), true
+}
+
+// Grow returns b grown by pad voxels on every side, within a grid of dims.
+func (b Box) Grow(pad int, dims [3]int) Box {
 	for t := range 3 {
 		b.Lo[t] = max(0, b.Lo[t]-pad)
 		b.Hi[t] = min(dims[t], b.Hi[t]+pad)
 	}
-	return b, true
+	return b
+}
+
+// Contains reports whether o lies within b.
+func (b Box) Contains(o Box) bool {
+	for t := range 3 {
+		if o.Lo[t] < b.Lo[t] || o.Hi[t] > b.Hi[t] {
+			return false
+		}
+	}
+	return true
 }
 
 // Extract copies the box out of data (on a grid of dims).
@@ -80,4 +95,14 @@ func (g Grid) SubGrid(b Box) Grid {
 	out.Dims = b.Dims()
 	out.Origin = g.Point([3]float64{float64(b.Lo[0]), float64(b.Lo[1]), float64(b.Lo[2])})
 	return out
+}
+
+// within checks that b is a non-empty part of a grid of dims.
+func (b Box) within(dims [3]int) error {
+	for t := range 3 {
+		if b.Lo[t] < 0 || b.Lo[t] >= b.Hi[t] || b.Hi[t] > dims[t] {
+			return fmt.Errorf("box %v..%v is not a non-empty part of a %dx%dx%d grid", b.Lo, b.Hi, dims[0], dims[1], dims[2])
+		}
+	}
+	return nil
 }

@@ -265,6 +265,24 @@ func newIndexMap(src, dst Grid) (indexMap, error) {
 	return m, nil
 }
 
+// aligned reports whether every step of the map is -1, 0 or 1 and every
+// offset a whole or half voxel, not too far out for float64 to hold
+// exactly: then a destination index maps to an exact source coordinate.
+func (m indexMap) aligned() bool {
+	for s := range 3 {
+		for t := range 3 {
+			if v := m.M[s][t]; v != 0 && v != 1 && v != -1 {
+				return false
+			}
+		}
+		b := m.B[s]
+		if f := b - math.Floor(b); !(f == 0 || f == 0.5) || !(math.Abs(b) < 1<<40) {
+			return false
+		}
+	}
+	return true
+}
+
 // permutation reports whether the map only permutes and flips whole voxels,
 // and if so, for each destination axis the source axis, its sign and offset.
 func (m indexMap) permutation() (axis [3]int, sign [3]int, ok bool) {

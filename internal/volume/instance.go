@@ -88,6 +88,9 @@ type Instance struct {
 
 	pix pixelFormat
 	raw []byte
+	// holder is held while the instance is reachable, when raw is a
+	// buffer its parser's caller recycles (Parser.Release).
+	holder *holder
 }
 
 // Normal returns the unit slice normal, Orientation[0] x Orientation[1].
@@ -135,8 +138,7 @@ func newInstance(ds *dicom.Dataset, ts string, src *pixelSource) (*Instance, err
 	}
 	in.read4D(ds)
 
-	pixElem, err := ds.FindElementByTag(tag.PixelData)
-	if err != nil {
+	if !src.scan.pixel.found {
 		for _, t := range []tag.Tag{tag.FloatPixelData, tag.DoubleFloatPixelData} {
 			if _, err := ds.FindElementByTag(t); err == nil {
 				return in, errors.New("floating-point pixel data is not supported")
@@ -167,7 +169,7 @@ func newInstance(ds *dicom.Dataset, ts string, src *pixelSource) (*Instance, err
 	if err := in.readPixelFormat(ds, ts); err != nil {
 		return in, err
 	}
-	if in.raw, err = src.pixels(in, pixElem, frames); err != nil {
+	if in.raw, err = src.pixels(in, frames); err != nil {
 		return in, err
 	}
 	// Rows and Columns are below 2^16 and a sample at most 4 bytes, so plane

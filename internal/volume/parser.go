@@ -80,6 +80,14 @@ type Parser struct {
 	// Concurrency is how many frames of one multi-frame instance are handed
 	// to Decoder at once. 0 means GOMAXPROCS.
 	Concurrency int
+	// Release, when set, is called with the bytes given to ParseInstance
+	// once nothing parsed from them refers to them any more: at once when
+	// the pixels were decoded into memory of their own (compressed or
+	// deflated files) or the parse failed, else, since the instance and its
+	// frames read their pixels from those bytes, once none of them can be
+	// reached, from a goroutine of the Go runtime's. A caller that recycles
+	// download buffers hands them back there.
+	Release func(data []byte)
 }
 
 func (p Parser) maxBytes() int64 {
@@ -102,7 +110,19 @@ func (e *passUp) Unwrap() error { return e.err }
 // RLE Lossless here, JPEG 2000 and HTJ2K through p.Decoder. Every error wraps
 // ErrInvalidSeries except those the decoder returns as not the input's fault
 // (see FrameDecoder) and ctx's.
+//
+// Uncompressed pixels are not copied: the instance reads them from data,
+// which the caller must leave unchanged (see Release).
 func (p Parser) ParseInstance(ctx context.Context, data []byte) (inst *Instance, err error) {
+	file := data
+	retained := false
+	if p.Release != nil {
+		defer func() {
+			if !retained {
+				p.Release(file)
+			}
+		}()
+	}
 	// suyashkumar/dicom panics on some malformed input (type assertions on
 	// element values); a panic there is a bad file, not a bug of ours.
 	defer func() {
@@ -142,35 +162,77 @@ func (p Parser) ParseInstance(ctx context.Context, data []byte) (inst *Instance,
 		}
 		return nil, fmt.Errorf("%w: %w", ErrInvalidSeries, err)
 	}
+	if p.Release != nil && scan.items == nil && len(data) > 0 && &data[0] == &file[0] {
+		// The pixels are file's own bytes: hand them back only once no
+		// instance or frame reads them. The holder, not the instance, has
+		// the cleanup, so that a frame outliving its instance keeps it.
+		h := &holder{}
+		inst.hold(h)
+		release, f := p.Release, file
+		runtime.AddCleanup(h, func(struct{}) { release(f) }, struct{}{})
+		retained = true
+	}
 	return inst, nil
+}
+
+// holder is held by an instance and its frames while any of them is
+// reachable. It holds a pointer so that it is never one of the tiny
+// pointer-free objects the runtime batches, whose cleanups may not run.
+type holder struct{ _ *byte }
+
+func (in *Instance) hold(h *holder) {
+	in.holder = h
+	for _, f := range in.Frames {
+		f.holder = h
+	}
 }
 
 // parseDataset parses data with suyashkumar/dicom in the encoding of the
 // file's transfer syntax. The library guesses big endian for a transfer
-// syntax its table lacks (HTJ2K), so the encoding is set here; encapsulated
-// pixel data is skipped, its fragments being already in scan.
+// syntax its table lacks (HTJ2K), so the encoding is set here. The library
+// copies any pixel data it reads, and skips it by copying it away, so it
+// is given the elements before the top-level PixelData and those after it,
+// never the pixels: they are in scan.
 func parseDataset(data []byte, scan fileScan) (dicom.Dataset, error) {
 	bo, implicit, err := nativeTransferSyntax(scan.ts)
 	if err != nil {
 		return dicom.Dataset{}, err
 	}
-	opts := []dicom.ParseOption{dicom.SkipProcessingPixelDataValue(), dicom.AllowUnknownSpecificCharacterSet()}
-	if scan.items != nil {
-		opts = []dicom.ParseOption{dicom.SkipPixelData(), dicom.AllowUnknownSpecificCharacterSet()}
+	head, tail := data, []byte(nil)
+	if scan.pixel.found {
+		head, tail = data[:scan.pixel.start], data[scan.pixel.end:]
 	}
-	p, err := dicom.NewParser(bytes.NewReader(data), int64(len(data)), nil, opts...)
+	opts := []dicom.ParseOption{dicom.SkipPixelData(), dicom.AllowUnknownSpecificCharacterSet()}
+	p, err := dicom.NewParser(bytes.NewReader(head), int64(len(head)), nil, opts...)
 	if err != nil {
 		return dicom.Dataset{}, err
 	}
 	p.SetTransferSyntax(bo, implicit)
 	ds := dicom.Dataset{Elements: p.GetMetadata().Elements}
+	if err := parseElements(p, &ds); err != nil {
+		return ds, err
+	}
+	if len(tail) == 0 {
+		return ds, nil
+	}
+	// Elements after the pixels (trailing padding, digital signatures).
+	opts = append(opts, dicom.SkipMetadataReadOnNewParserInit())
+	if p, err = dicom.NewParser(bytes.NewReader(tail), int64(len(tail)), nil, opts...); err != nil {
+		return ds, err
+	}
+	p.SetTransferSyntax(bo, implicit)
+	return ds, parseElements(p, &ds)
+}
+
+// parseElements appends the elements p reads to ds, until the end.
+func parseElements(p *dicom.Parser, ds *dicom.Dataset) error {
 	for {
 		e, err := p.Next()
 		if errors.Is(err, dicom.ErrorEndOfDICOM) || errors.Is(err, io.EOF) {
-			return ds, nil
+			return nil
 		}
 		if err != nil {
-			return ds, err
+			return err
 		}
 		ds.Elements = append(ds.Elements, e)
 	}
@@ -186,19 +248,13 @@ type pixelSource struct {
 
 // pixels returns the instance's native pixel data: frames frames of
 // in.Rows x in.Cols samples in the format newInstance read into in.pix.
-func (s *pixelSource) pixels(in *Instance, pixElem *dicom.Element, frames int) ([]byte, error) {
-	info, ok := pixElem.Value.GetValue().(dicom.PixelDataInfo)
-	if !ok {
-		return nil, errors.New("PixelData has an unexpected value")
-	}
-	if s.scan.items == nil || !info.IsEncapsulated {
-		if info.IsEncapsulated || !info.IntentionallyUnprocessed {
-			return nil, errEncapsulated
-		}
+// Uncompressed pixels are the file's own bytes, not a copy.
+func (s *pixelSource) pixels(in *Instance, frames int) ([]byte, error) {
+	if s.scan.items == nil {
 		if s.scan.ts == tsRLELossless || isJ2K(s.scan.ts) {
 			return nil, fmt.Errorf("pixel data is not encapsulated although transfer syntax %s is", describeSyntax(s.scan.ts))
 		}
-		return info.UnprocessedValueData, nil
+		return s.scan.pixel.native, nil
 	}
 	bps := in.pix.bytesPerSample()
 	plane := int64(in.Rows) * int64(in.Cols) * int64(bps)

@@ -56,6 +56,16 @@ type walker struct {
 	// items collects the items of the top-level encapsulated PixelData:
 	// the Basic Offset Table, then the fragments.
 	items [][]byte
+	// pixel is where the top-level PixelData element lies.
+	pixel pixelElement
+}
+
+// pixelElement is where a file's top-level PixelData element lies: from
+// start (its tag) to end, with native (uncompressed) pixels the value.
+type pixelElement struct {
+	found      bool
+	start, end int
+	native     []byte
 }
 
 // fileScan is what checkStructure learns about a Part-10 file.
@@ -68,6 +78,9 @@ type fileScan struct {
 	// encapsulated: [0] the Basic Offset Table, then the fragments, each a
 	// slice of the file's bytes; nil for native pixel data.
 	items [][]byte
+	// pixel is where the top-level PixelData element lies, and its value
+	// when native: a slice of the file's bytes, not a copy.
+	pixel pixelElement
 }
 
 // checkStructure validates the Part-10 framing and element lengths of data and
@@ -128,13 +141,14 @@ func checkStructure(data []byte) (fileScan, error) {
 		}
 		pos = next
 	}
-	scan.items = w.items
+	scan.items, scan.pixel = w.items, w.pixel
 	return scan, nil
 }
 
 // element checks the element that starts at pos and must end by end, and
 // returns the position after it and its tag.
 func (w *walker) element(pos, end, depth int) (int, tag.Tag, error) {
+	start := pos
 	if depth > maxNesting {
 		return 0, tag.Tag{}, fmt.Errorf("sequences nested deeper than %d levels", maxNesting)
 	}
@@ -193,11 +207,16 @@ func (w *walker) element(pos, end, depth int) (int, tag.Tag, error) {
 			return 0, t, errEncapsulated
 		}
 		next, err := w.fragments(pos, end, depth)
+		if err == nil && depth == 0 && !w.pixel.found {
+			w.pixel = pixelElement{found: true, start: start, end: next}
+		}
 		return next, t, err
 	case vl == undefinedLength:
 		return 0, t, fmt.Errorf("element %v (VR %s) has undefined length", t, vr)
 	case int64(vl) > int64(end-pos):
 		return 0, t, fmt.Errorf("element %v: value length %d runs past the end of its container (%d bytes left)", t, vl, end-pos)
+	case t == tag.PixelData && depth == 0 && !w.pixel.found:
+		w.pixel = pixelElement{found: true, start: start, end: pos + int(vl), native: w.b[pos : pos+int(vl) : pos+int(vl)]}
 	}
 	return pos + int(vl), t, nil
 }

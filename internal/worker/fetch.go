@@ -15,6 +15,21 @@ type InstanceFetcher interface {
 	InstanceFile(ctx context.Context, id string) ([]byte, error)
 }
 
+// fileRecycler is an InstanceFetcher that takes back the files it returned
+// once nothing refers to them, to download later files into them
+// (orthanc.Client.Recycle): reading a series into memory already touched,
+// rather than fresh, is what makes a download as fast as the network.
+type fileRecycler interface {
+	Recycle(file []byte)
+}
+
+// Recycle hands a file back to the Orthanc client, when it takes files back.
+func (u uncompressed) Recycle(file []byte) {
+	if r, ok := u.p.(fileRecycler); ok {
+		r.Recycle(file)
+	}
+}
+
 // FetchFiles downloads the instances ids, concurrency at a time over
 // keep-alive connections, and hands each file to fn (index, bytes) in the
 // goroutine that downloaded it, so work on one file overlaps the download of
@@ -83,8 +98,15 @@ feed:
 // needs decoding (volume.Parser's Decoder for JPEG 2000). accept, when set,
 // sees each file's size first and may refuse it (a byte budget); progress,
 // when set, is called after each instance.
+//
+// Uncompressed instances read their pixels from the downloaded files (see
+// volume.Parser). When f takes files back (Recycle), each file goes back
+// once no instance reads it, for the next series' download.
 func FetchInstances(ctx context.Context, f InstanceFetcher, parser volume.Parser, ids []string, concurrency int,
 	accept func(size int) error, progress func(done, total int)) ([]*volume.Instance, time.Duration, error) {
+	if r, ok := f.(fileRecycler); ok && parser.Release == nil {
+		parser.Release = r.Recycle
+	}
 	out := make([]*volume.Instance, len(ids))
 	var (
 		mu    sync.Mutex

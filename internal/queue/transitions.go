@@ -87,6 +87,7 @@ func (q *Queue) transition(ctx context.Context, id string, fn func(cur *Status) 
 			_, err = q.kv.Update(ctx, id, b, rev)
 		}
 		if err == nil {
+			q.wrote(next)
 			return next, nil
 		}
 		if !isConflict(err) {
@@ -173,6 +174,7 @@ func (q *Queue) Enqueue(ctx context.Context, job Job, force bool) (*Status, bool
 			}
 			return nil, false, fmt.Errorf("queue: write status %s: %w", j.ID, err)
 		}
+		q.wrote(st)
 		return st, true, nil
 	}
 	return nil, false, fmt.Errorf("queue: %s: %w", job.ID, ErrConflict)

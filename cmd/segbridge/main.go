@@ -5,6 +5,7 @@
 //	segbridge worker    a worker on another machine, connecting out to NATS
 //	segbridge segment   one series from a folder to a SEG file, offline
 //	segbridge models    list and check model manifests
+//	segbridge nkey      make a NATS user key for a cluster
 //	segbridge version
 package main
 
@@ -35,6 +36,7 @@ Usage:
   segbridge worker                     run workers against a remote queue (SEGBRIDGE_NATS_URL)
   segbridge segment DIR -o seg.dcm     segment one series from a folder, no Orthanc needed
   segbridge models                     list and check the model manifests
+  segbridge nkey SEED_FILE             make a NATS user key (seed to the file, public key printed)
   segbridge version                    print the version
 
 Configuration is read from the environment; see README.md.
@@ -65,6 +67,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
+	case "nkey":
+		return nkeyCmd(args, stdout)
 	}
 	cfg, err := config.FromEnv(getenv)
 	if err != nil {

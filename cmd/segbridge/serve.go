@@ -49,9 +49,22 @@ func serve(ctx context.Context, logger zerolog.Logger, cfg *config.Config) error
 	}
 
 	metrics := bridge.NewMetrics()
-	in, err := intake.New(logger, q, oc, metrics, intake.Config{Models: models, DefaultModel: cfg.Model, Modalities: cfg.Modalities})
+	q.OnWrite(metrics.StatusWritten)
+	in, err := intake.NewReloadable(logger, q, oc, metrics, intake.Config{Models: models, DefaultModel: cfg.Model, Modalities: cfg.Modalities})
 	if err != nil {
 		return err
+	}
+	// Bridges that share an external NATS elect one leader to reconcile,
+	// sweep and report the cluster-wide gauges; with the embedded server
+	// this bridge is the only one.
+	var leader *queue.Leader
+	leading := func() (uint64, bool) { return 1, true }
+	if cfg.NATSURL != "" {
+		if leader, err = q.NewLeader(logger, queue.LeaderConfig{}); err != nil {
+			return err
+		}
+		leading = leader.Leading
+		metrics.Leader(leader.IsLeader)
 	}
 	srv, err := bridge.New(logger, q, in, oc, bridge.Config{
 		Listen:           cfg.Listen,
@@ -73,6 +86,7 @@ func serve(ctx context.Context, logger zerolog.Logger, cfg *config.Config) error
 		rec, err = reconcile.New(logger, oc, q, admit, reconcile.Config{
 			Interval:  cfg.ReconcileInterval,
 			StartFrom: int64(cfg.ReconcileFrom),
+			Leader:    leadershipFunc(leading),
 		})
 		if err != nil {
 			return err
@@ -84,7 +98,7 @@ func serve(ctx context.Context, logger zerolog.Logger, cfg *config.Config) error
 	if cfg.APIToken == "" {
 		logger.Warn().Msg("SEGBRIDGE_API_TOKEN is not set: the /v1 API is open to anyone on this machine (loopback only)")
 	}
-	sup := q.NewSupervisor(logger, queue.SupervisorConfig{})
+	sup := q.NewSupervisor(logger, queue.SupervisorConfig{Leading: func() bool { _, ok := leading(); return ok }})
 
 	var w *worker.Worker
 	if cfg.Workers > 0 {
@@ -111,6 +125,11 @@ func serve(ctx context.Context, logger zerolog.Logger, cfg *config.Config) error
 	if err := q.ServeWorkers(ctx, segVerifier{oc}); err != nil {
 		return err
 	}
+	if leader != nil {
+		if err := leader.Start(ctx); err != nil {
+			return err
+		}
+	}
 	if err := sup.Start(ctx); err != nil {
 		return err
 	}
@@ -128,7 +147,20 @@ func serve(ctx context.Context, logger zerolog.Logger, cfg *config.Config) error
 		}
 	}
 	logger.Info().Str("listen", srv.Addr()).Str("orthanc", oc.URL()).Int("workers", cfg.Workers).Msg("segbridge serving")
-	<-ctx.Done()
+	hup, stopHUP := reloadSignals()
+	defer stopHUP()
+	reloaders := []modelReloader{in}
+	if w != nil {
+		reloaders = []modelReloader{reloadFunc(w.SetModels), in}
+	}
+	for waiting := true; waiting; {
+		select {
+		case <-ctx.Done():
+			waiting = false
+		case <-hup:
+			reloadModels(logger, cfg, reloaders...)
+		}
+	}
 	logger.Info().Msg("shutting down")
 
 	stopCtx, cancel := context.WithTimeout(context.Background(), stopTimeout)
@@ -142,8 +174,17 @@ func serve(ctx context.Context, logger zerolog.Logger, cfg *config.Config) error
 		errs = append(errs, w.Stop(stopCtx))
 	}
 	errs = append(errs, sup.Stop(stopCtx))
+	if leader != nil {
+		// Last, so that another bridge takes over at once.
+		errs = append(errs, leader.Stop(stopCtx))
+	}
 	return errors.Join(errs...)
 }
+
+// leadershipFunc adapts Leader.Leading to reconcile.Leadership.
+type leadershipFunc func() (uint64, bool)
+
+func (f leadershipFunc) Leading() (uint64, bool) { return f() }
 
 // segVerifier checks a remote worker's result in Orthanc before its job is
 // recorded done.
@@ -178,6 +219,7 @@ func queueConfig(cfg *config.Config) queue.Config {
 		Listen:         cfg.NATSListen,
 		AckWait:        cfg.AckWait,
 		MaxDeliver:     cfg.MaxAttempts,
+		Replicas:       cfg.NATSReplicas,
 	}
 }
 

@@ -57,7 +57,16 @@ func workerCmd(ctx context.Context, logger zerolog.Logger, cfg *config.Config) e
 	if err := w.Start(ctx); err != nil {
 		return err
 	}
-	<-ctx.Done()
+	hup, stopHUP := reloadSignals()
+	defer stopHUP()
+	for waiting := true; waiting; {
+		select {
+		case <-ctx.Done():
+			waiting = false
+		case <-hup:
+			reloadModels(logger, cfg, reloadFunc(w.SetModels))
+		}
+	}
 	stopCtx, cancel := context.WithTimeout(context.Background(), stopTimeout)
 	defer cancel()
 	return w.Stop(stopCtx)

@@ -51,6 +51,10 @@ type Config struct {
 	NATSCreds    string `env:"SEGBRIDGE_NATS_CREDS"`
 	NATSNKeySeed string `env:"SEGBRIDGE_NATS_NKEY_SEED"`
 	NATSListen   string `env:"SEGBRIDGE_NATS_LISTEN"`
+	// NATSReplicas is how many servers of an external JetStream cluster
+	// keep the job stream and buckets (1, 3 or 5); the embedded server
+	// takes only 1.
+	NATSReplicas int `env:"SEGBRIDGE_NATS_REPLICAS" envDefault:"1"`
 	// NATSTLSCA, NATSTLSCert and NATSTLSKey are PEM files. Connecting: the CA
 	// of the server's certificate and a client certificate and key. On the
 	// embedded listener: its certificate and key and, with a CA, required

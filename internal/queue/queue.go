@@ -210,6 +210,9 @@ type Queue struct {
 	listRead atomic.Uint64
 	// onWrite is called with each status this process writes (OnWrite).
 	onWrite atomic.Pointer[func(*Status)]
+	// afterPublish, set by tests, runs between Enqueue's publish and its
+	// status write.
+	afterPublish func()
 }
 
 // Open starts the embedded server (when cfg.URL is empty), connects, and

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/segbridge/segbridge/internal/config"
 	"github.com/segbridge/segbridge/internal/queue"
 )
 
@@ -248,6 +250,104 @@ func samePermissions(t *testing.T, who string, got, want *server.Permissions) {
 		g, w := subjects(c.got), subjects(c.want)
 		if !slices.Equal(g[0], w[0]) || !slices.Equal(g[1], w[1]) {
 			t.Errorf("%s may %s: allow %v deny %v; the queue says allow %v deny %v", who, c.name, g[0], g[1], w[0], w[1])
+		}
+	}
+}
+
+// readEnv reads an environment file: KEY=VALUE lines and # comments, as
+// systemd's EnvironmentFile= does for these files.
+func readEnv(t *testing.T, path string) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{}
+	for n, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok || k == "" || strings.ContainsAny(v, "#\"' ") {
+			t.Errorf("%s:%d: %q is not a plain KEY=VALUE line", path, n+1, line)
+			continue
+		}
+		env[k] = v
+	}
+	return env
+}
+
+// TestEnvFiles checks that the example environment files name only
+// variables segbridge reads (and secrets only through _FILE), and that the
+// NATS node's file gives every variable the cluster's configuration uses.
+func TestEnvFiles(t *testing.T) {
+	known := map[string]bool{}
+	ct := reflect.TypeOf(config.Config{})
+	for i := range ct.NumField() {
+		if name, _, _ := strings.Cut(ct.Field(i).Tag.Get("env"), ","); name != "" {
+			known[name] = true
+		}
+	}
+	for _, s := range config.SecretVars {
+		known[s+"_FILE"] = true
+	}
+	files, _ := filepath.Glob("env/*/segbridge*.env")
+	if len(files) != 5 {
+		t.Fatalf("env files %v, want the three setups' five", files)
+	}
+	for _, f := range files {
+		unit := "segbridge.service"
+		if strings.HasSuffix(f, "segbridge-worker.env") {
+			unit = "segbridge-worker.service"
+		}
+		for k, v := range readEnv(t, f) {
+			if !known[k] {
+				t.Errorf("%s: segbridge reads no variable %s", f, k)
+			}
+			if slices.Contains(config.SecretVars, k) {
+				t.Errorf("%s: the secret %s is in the file; use %s_FILE and a credential", f, k, k)
+			}
+			// A secret or key file is one of the unit's credentials.
+			if strings.HasSuffix(k, "_FILE") || k == "SEGBRIDGE_NATS_NKEY_SEED" || k == "SEGBRIDGE_NATS_TLS_KEY" {
+				if !strings.HasPrefix(v, "/run/credentials/"+unit+"/segbridge_") {
+					t.Errorf("%s: %s=%s is not a credential of %s (LoadCredential=segbridge:/etc/segbridge/credentials)", f, k, v, unit)
+				}
+			}
+		}
+	}
+
+	conf, err := os.ReadFile("nats/segbridge-nats.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The variables the configuration reads from the environment: every
+	// $NAME outside quotes that the file does not define.
+	text := regexp.MustCompile(`"[^"]*"|#.*`).ReplaceAllString(string(conf), "")
+	defined := map[string]bool{}
+	for _, m := range regexp.MustCompile(`(?m)^([A-Z][A-Z0-9_]*)\s*=`).FindAllStringSubmatch(text, -1) {
+		defined[m[1]] = true
+	}
+	want := map[string]bool{}
+	for _, m := range regexp.MustCompile(`\$([A-Z][A-Z0-9_]*)`).FindAllStringSubmatch(text, -1) {
+		if !defined[m[1]] {
+			want[m[1]] = true
+		}
+	}
+	got := readEnv(t, "env/cluster/nats.env")
+	// segbridge-nats.service sets these two itself.
+	for _, k := range unitValues(t, "segbridge-nats.service", "Environment") {
+		name, _, _ := strings.Cut(k, "=")
+		got[name] = "(unit)"
+	}
+	for k := range want {
+		if _, ok := got[k]; !ok {
+			t.Errorf("nats.conf reads $%s, which neither nats.env nor segbridge-nats.service sets", k)
+		}
+	}
+	for k := range got {
+		if !want[k] {
+			t.Errorf("nats.env sets %s, which nats.conf does not read", k)
 		}
 	}
 }

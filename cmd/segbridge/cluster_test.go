@@ -120,6 +120,51 @@ type clusterBridge struct {
 	p   *process
 }
 
+// envFile reads a deploy/env file: KEY=VALUE lines, # comments.
+func envFile(t *testing.T, name string) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(fixture.Root(t), "deploy/env", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			t.Fatalf("%s: %q is not KEY=VALUE", name, line)
+		}
+		env[k] = v
+	}
+	return env
+}
+
+// inLoopbackForm turns a deploy/env file into the environment of a process
+// of this test: the values that name machines, files and secrets become the
+// test's (every such key must be known here, so a new one is not missed),
+// and every other setting stays as the file says.
+func inLoopbackForm(t *testing.T, name string, local map[string]string) map[string]string {
+	t.Helper()
+	env := envFile(t, name)
+	for k := range env {
+		if v, ok := local[k]; ok {
+			delete(env, k)
+			if v != "" {
+				env[strings.TrimSuffix(k, "_FILE")] = v // a secret's file becomes its value
+			}
+			continue
+		}
+		if strings.HasSuffix(k, "_FILE") || strings.Contains(k, "URL") || strings.Contains(k, "LISTEN") ||
+			strings.Contains(k, "_DIR") || strings.Contains(k, "_TLS_") || strings.Contains(k, "NKEY") || strings.Contains(k, "_LIB") {
+			t.Fatalf("%s: the test has no loopback value for %s", name, k)
+		}
+	}
+	return env
+}
+
 // natsServerBinary builds nats-server from the module go.mod pins, as
 // `make nats-server` does; SEGBRIDGE_TEST_NATS_SERVER names another (such
 // as Debian's /usr/sbin/nats-server).
@@ -173,22 +218,36 @@ func setupCluster(t *testing.T) *cluster {
 	var urls []string
 	for i := range 3 {
 		n := &natsNode{name: fmt.Sprintf("n%d", i+1), bin: bin, client: orthanctest.FreePort(t), monitor: orthanctest.FreePort(t)}
-		store := filepath.Join(dir, n.name)
-		// A node's /etc/segbridge/nats.env, in loopback form.
-		n.env = []string{
-			"NATS_NAME=" + n.name,
-			fmt.Sprintf("NATS_LISTEN=127.0.0.1:%d", n.client),
-			fmt.Sprintf("NATS_MONITOR=127.0.0.1:%d", n.monitor),
-			fmt.Sprintf("NATS_CLUSTER_LISTEN=127.0.0.1:%d", routePorts[i]),
-			fmt.Sprintf("NATS_ROUTE_1=nats-route://127.0.0.1:%d", routePorts[0]),
-			fmt.Sprintf("NATS_ROUTE_2=nats-route://127.0.0.1:%d", routePorts[1]),
-			fmt.Sprintf("NATS_ROUTE_3=nats-route://127.0.0.1:%d", routePorts[2]),
-			"NATS_TLS_CA=" + filepath.Join(pki, "ca.pem"),
-			"NATS_TLS_CERT=" + filepath.Join(pki, n.name+".pem"),
-			"NATS_TLS_KEY=" + filepath.Join(pki, n.name+".key"),
-			"NATS_STORE_DIR=" + store,
-			"SEGBRIDGE_BRIDGE_NKEY=" + bridgeKey,
-			"SEGBRIDGE_WORKER_NKEY=" + workerKey,
+		// The node's /etc/segbridge/nats.env in loopback form, and what
+		// segbridge-nats.service adds (the key, the state directory).
+		local := map[string]string{
+			"NATS_NAME":             n.name,
+			"NATS_LISTEN":           fmt.Sprintf("127.0.0.1:%d", n.client),
+			"NATS_MONITOR":          fmt.Sprintf("127.0.0.1:%d", n.monitor),
+			"NATS_CLUSTER_LISTEN":   fmt.Sprintf("127.0.0.1:%d", routePorts[i]),
+			"NATS_ROUTE_1":          fmt.Sprintf("nats-route://127.0.0.1:%d", routePorts[0]),
+			"NATS_ROUTE_2":          fmt.Sprintf("nats-route://127.0.0.1:%d", routePorts[1]),
+			"NATS_ROUTE_3":          fmt.Sprintf("nats-route://127.0.0.1:%d", routePorts[2]),
+			"NATS_TLS_CA":           filepath.Join(pki, "ca.pem"),
+			"NATS_TLS_CERT":         filepath.Join(pki, n.name+".pem"),
+			"SEGBRIDGE_BRIDGE_NKEY": bridgeKey,
+			"SEGBRIDGE_WORKER_NKEY": workerKey,
+		}
+		file := envFile(t, "cluster/nats.env")
+		for k := range file {
+			if _, ok := local[k]; !ok {
+				t.Fatalf("cluster/nats.env: the test has no loopback value for %s", k)
+			}
+		}
+		for k := range local {
+			if _, ok := file[k]; !ok {
+				t.Fatalf("cluster/nats.env has no %s", k)
+			}
+		}
+		local["NATS_TLS_KEY"] = filepath.Join(pki, n.name+".key")
+		local["NATS_STORE_DIR"] = filepath.Join(dir, n.name)
+		for k, v := range local {
+			n.env = append(n.env, k+"="+v)
 		}
 		n.start(t)
 		c.nodes = append(c.nodes, n)
@@ -226,49 +285,48 @@ func setupCluster(t *testing.T) *cluster {
 		}
 	})
 
-	// What the bridges' and workers' environment files say in the cluster
-	// setup, in loopback form.
-	common := map[string]string{
-		"ORTHANC_URL":             c.orthanc.URL,
-		"ORTHANC_USER":            c.orthanc.User,
-		"ORTHANC_PASSWORD":        c.orthanc.Password,
-		"MODEL_PATH":              filepath.Join(root, "testdata/models/head-threshold.yaml"),
-		"SEGBRIDGE_NATS_URL":      strings.Join(urls, ","),
-		"SEGBRIDGE_NATS_TLS_CA":   filepath.Join(pki, "ca.pem"),
-		"SEGBRIDGE_ACK_WAIT":      "3s",
-		"SEGBRIDGE_RETRY_DELAY":   "1s",
-		"SEGBRIDGE_MAX_ATTEMPTS":  "10",
-		"SEGBRIDGE_LOG_FORMAT":    "json",
-		"SEGBRIDGE_LOG_LEVEL":     "info",
-		"SEGBRIDGE_ORT_LIB":       fixture.ORTLibrary(t),
-		"SEGBRIDGE_ORT_THREADS":   "1",
-		"SEGBRIDGE_NATS_REPLICAS": "3",
-		"SEGBRIDGE_WEBHOOK_TOKEN": c.token,
-		"SEGBRIDGE_API_TOKEN":     c.apiToken,
-		"SEGBRIDGE_WORKERS":       "0",
+	// The bridges and workers run with deploy/env/cluster's files in
+	// loopback form, and with shorter leases, retries and reconciler passes
+	// than a real installation needs, so that faults show in seconds.
+	fast := map[string]string{
+		"SEGBRIDGE_ACK_WAIT":     "3s",
+		"SEGBRIDGE_RETRY_DELAY":  "1s",
+		"SEGBRIDGE_MAX_ATTEMPTS": "10",
+		"SEGBRIDGE_LOG_FORMAT":   "json",
+		"SEGBRIDGE_LOG_LEVEL":    "info",
+		"SEGBRIDGE_ORT_THREADS":  "1",
 	}
+	local := map[string]string{
+		"ORTHANC_URL":                  c.orthanc.URL,
+		"ORTHANC_USER":                 c.orthanc.User,
+		"ORTHANC_PASSWORD_FILE":        c.orthanc.Password,
+		"SEGBRIDGE_MODELS_DIR":         "",
+		"SEGBRIDGE_ORT_LIB":            fixture.ORTLibrary(t),
+		"SEGBRIDGE_NATS_URL":           strings.Join(urls, ","),
+		"SEGBRIDGE_NATS_TLS_CA":        filepath.Join(pki, "ca.pem"),
+		"SEGBRIDGE_NATS_NKEY_SEED":     bridgeSeed,
+		"SEGBRIDGE_WEBHOOK_TOKEN_FILE": c.token,
+		"SEGBRIDGE_API_TOKEN_FILE":     c.apiToken,
+	}
+	model := filepath.Join(root, "testdata/models/head-threshold.yaml")
 	for i, port := range bridgePorts {
-		env := map[string]string{}
-		for k, v := range common {
-			if v != "" {
-				env[k] = v
-			}
+		local["SEGBRIDGE_LISTEN"] = fmt.Sprintf("127.0.0.1:%d", port)
+		env := inLoopbackForm(t, "cluster/segbridge.env", local)
+		for k, v := range fast {
+			env[k] = v
 		}
-		env["SEGBRIDGE_NATS_NKEY_SEED"] = bridgeSeed
-		env["SEGBRIDGE_LISTEN"] = fmt.Sprintf("127.0.0.1:%d", port)
-		env["SEGBRIDGE_DATA_DIR"] = filepath.Join(dir, fmt.Sprintf("bridge%d", i+1))
+		env["MODEL_PATH"] = model
 		env["SEGBRIDGE_RECONCILE_INTERVAL"] = "1s"
 		b := &clusterBridge{url: fmt.Sprintf("http://127.0.0.1:%d", port), env: env}
 		c.bridges = append(c.bridges, b)
 		c.startBridge(t, i)
 	}
-	c.workerEnv = map[string]string{}
-	for _, k := range []string{"ORTHANC_URL", "ORTHANC_USER", "ORTHANC_PASSWORD", "MODEL_PATH", "SEGBRIDGE_NATS_URL", "SEGBRIDGE_NATS_TLS_CA",
-		"SEGBRIDGE_ACK_WAIT", "SEGBRIDGE_RETRY_DELAY", "SEGBRIDGE_LOG_FORMAT", "SEGBRIDGE_LOG_LEVEL", "SEGBRIDGE_ORT_LIB", "SEGBRIDGE_ORT_THREADS"} {
-		c.workerEnv[k] = common[k]
+	local["SEGBRIDGE_NATS_NKEY_SEED"] = workerSeed
+	c.workerEnv = inLoopbackForm(t, "cluster/segbridge-worker.env", local)
+	for k, v := range fast {
+		c.workerEnv[k] = v
 	}
-	c.workerEnv["SEGBRIDGE_NATS_NKEY_SEED"] = workerSeed
-	c.workerEnv["SEGBRIDGE_WORKERS"] = "1"
+	c.workerEnv["MODEL_PATH"] = model
 	for range 2 {
 		c.workers = append(c.workers, c.startWorker(t))
 	}

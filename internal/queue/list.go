@@ -105,7 +105,9 @@ func (q *Queue) readStatuses(ctx context.Context, start, end uint64) ([]kvEntry,
 		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:       start,
 		AckPolicy:         jetstream.AckNonePolicy,
-		FilterSubject:     statusSubjectPrefix + ">",
+		// No filter subject: the bucket's stream holds only its keys, and a
+		// wildcard filter makes the server count the pending messages key
+		// by key (a page of 10,000 jobs took three times as long).
 		InactiveThreshold: time.Minute,
 		MemoryStorage:     true,
 		Replicas:          1,

@@ -37,7 +37,7 @@ type LeaderConfig struct {
 	// Default "bridge".
 	Name string
 	// TTL is how long a lease outlives its holder: a follower takes over
-	// after seeing it unchanged for TTL. Default 15 s.
+	// after seeing it unchanged for TTL. Default 10 s.
 	TTL time.Duration
 	// ID names this candidate in the lease. Default: host name, process id
 	// and a random suffix.
@@ -90,7 +90,7 @@ func (q *Queue) NewLeader(logger zerolog.Logger, cfg LeaderConfig) (*Leader, err
 		return nil, fmt.Errorf("queue: leader name %q: want letters, digits, '-' and '_'", cfg.Name)
 	}
 	if cfg.TTL <= 0 {
-		cfg.TTL = 15 * time.Second
+		cfg.TTL = 10 * time.Second
 	}
 	if cfg.ID == "" {
 		host, _ := os.Hostname()

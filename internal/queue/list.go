@@ -102,9 +102,9 @@ type kvEntry struct {
 // bucket's stream. Deleted and purged keys are left out.
 func (q *Queue) readStatuses(ctx context.Context, start, end uint64) ([]kvEntry, error) {
 	cons, err := q.statusStream.CreateConsumer(ctx, jetstream.ConsumerConfig{
-		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:       start,
-		AckPolicy:         jetstream.AckNonePolicy,
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:   start,
+		AckPolicy:     jetstream.AckNonePolicy,
 		// No filter subject: the bucket's stream holds only its keys, and a
 		// wildcard filter makes the server count the pending messages key
 		// by key (a page of 10,000 jobs took three times as long).

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"os"
 	"os/signal"
 	"strings"
@@ -19,6 +20,19 @@ func reloadSignals() (hup <-chan os.Signal, stop func()) {
 	ch := make(chan os.Signal, 1)
 	signal.Notify(ch, syscall.SIGHUP)
 	return ch, func() { signal.Stop(ch) }
+}
+
+// untilDone waits for ctx to end, re-reading the model manifests into parts
+// at each SIGHUP on hup.
+func untilDone(ctx context.Context, hup <-chan os.Signal, logger zerolog.Logger, cfg *config.Config, parts ...modelReloader) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			reloadModels(logger, cfg, parts...)
+		}
+	}
 }
 
 // modelReloader is a part that holds models and takes a new set.

@@ -31,6 +31,10 @@ func serve(ctx context.Context, logger zerolog.Logger, cfg *config.Config) error
 	if err := cfg.ValidateServe(); err != nil {
 		return err
 	}
+	// From the start: a SIGHUP while starting waits instead of ending the
+	// process.
+	hup, stopHUP := reloadSignals()
+	defer stopHUP()
 	models, err := loadModels(cfg)
 	if err != nil {
 		return err
@@ -147,20 +151,11 @@ func serve(ctx context.Context, logger zerolog.Logger, cfg *config.Config) error
 		}
 	}
 	logger.Info().Str("listen", srv.Addr()).Str("orthanc", oc.URL()).Int("workers", cfg.Workers).Msg("segbridge serving")
-	hup, stopHUP := reloadSignals()
-	defer stopHUP()
 	reloaders := []modelReloader{in}
 	if w != nil {
 		reloaders = []modelReloader{reloadFunc(w.SetModels), in}
 	}
-	for waiting := true; waiting; {
-		select {
-		case <-ctx.Done():
-			waiting = false
-		case <-hup:
-			reloadModels(logger, cfg, reloaders...)
-		}
-	}
+	untilDone(ctx, hup, logger, cfg, reloaders...)
 	logger.Info().Msg("shutting down")
 
 	stopCtx, cancel := context.WithTimeout(context.Background(), stopTimeout)

@@ -114,8 +114,8 @@ func (q *Queue) timePtr() *time.Time {
 }
 
 // Enqueue queues job unless the same job is already queued or running, or is
-// done (and force is false). It returns the job's status and whether a new
-// generation was queued. Concurrent calls for the same job id queue it once:
+// done (and force is false). It returns the job's status and whether this
+// call queued a new generation (of concurrent calls, exactly one did). Concurrent calls for the same job id queue it once:
 // the publish is deduplicated by message id and the status by KV revision. A
 // running job whose worker is gone (its lease lapsed) is queued again only
 // with force; a running job with a live lease never is, so one job never runs
@@ -189,7 +189,9 @@ func (q *Queue) Enqueue(ctx context.Context, job Job, force bool) (*Status, bool
 			return nil, false, fmt.Errorf("queue: write status %s: %w", j.ID, err)
 		}
 		q.wrote(st)
-		return st, true, nil
+		// Of callers racing on one generation, the one whose message
+		// JetStream kept created the job, whoever wrote its status.
+		return st, !dup, nil
 	}
 	return nil, false, fmt.Errorf("queue: %s: %w", job.ID, ErrConflict)
 }

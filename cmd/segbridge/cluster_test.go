@@ -694,8 +694,8 @@ func (c *cluster) round(t *testing.T, base string, first, n, hold int, during fu
 	for id := range series {
 		ids[id] = true
 	}
-	if d := time.Duration(heldFor.Load()); d > 0 {
-		t.Logf("the series from the %dth on were made %s later than they could have been", hold+1, d.Round(100*time.Millisecond))
+	if d := time.Duration(heldFor.Load()); hold > 0 {
+		t.Logf("series %d to %d were held back %s (part of the drain time)", hold+1, n, d.Round(100*time.Millisecond))
 	}
 	waitFor(t, 5*time.Minute, fmt.Sprintf("%d jobs done", n), func() bool {
 		d, other := c.done(t, ids)

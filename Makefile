@@ -15,12 +15,13 @@ ORT_DIR     := .deps/onnxruntime
 ORT_LIB     := $(ORT_DIR)/libonnxruntime.so.1
 
 # Debian packages the build, the tests and the demo use: libopenjp2-7-dev's
-# header for the build, libopenjp2-7 (JPEG 2000) at run time, and the
-# encoders and the Orthanc plugin of the compressed-series tests.
+# header for the build, libopenjp2-7 (JPEG 2000) at run time, the encoders
+# and the Orthanc plugin of the compressed-series tests, and systemd-analyze
+# and openssl for the deploy/ tests and the NATS cluster test.
 APT_PKGS := orthanc dicom3tools mricron-data python3-pydicom python3-numpy \
             python3-nibabel python3-scipy python3-onnx curl ca-certificates \
             libopenjp2-7 libopenjp2-7-dev libopenjp2-tools openjph-tools dcmtk \
-            libgdcm-tools orthanc-gdcm
+            libgdcm-tools orthanc-gdcm systemd openssl
 # The status page's browser test drives Debian's chromium; the legacy Orthanc
 # Explorer's AI analysis button is a plugin for orthanc-python.
 APT_PKGS += chromium orthanc-python
@@ -75,6 +76,12 @@ test: deps ## install what is missing, then run unit and integration tests (real
 .PHONY: screenshot
 screenshot: deps ## rewrite docs/status-page.png and docs/orthanc-explorer-button.png from the browser tests' run
 	$(GO) test -count=1 -timeout 5m -run 'TestStatusPage_Browser|TestOrthancExplorer_PythonPlugin' ./cmd/segbridge -update-screenshot
+
+# The NATS server of a segbridge cluster: the version go.mod pins (and the
+# embedded server every test runs), built from the module's source.
+.PHONY: nats-server
+nats-server: ## build bin/nats-server, the NATS server of a segbridge cluster (the version in go.mod)
+	$(GO) build -trimpath -o bin/nats-server github.com/nats-io/nats-server/v2
 
 .PHONY: bench
 bench: deps build ## measure stage times, download, intake, memory and scale; writes bench/results.json and bench/RESULTS.md

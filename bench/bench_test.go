@@ -192,6 +192,9 @@ func TestBench(t *testing.T) {
 	if want("growth") {
 		e.benchGrowth()
 	}
+	if want("jobs") {
+		e.benchJobs()
+	}
 	e.write()
 }
 
@@ -1207,6 +1210,13 @@ func (e *env) benchGrowth() {
 
 func (e *env) write() {
 	dir := filepath.Join(e.root, "bench")
+	if os.Getenv("BENCH_STEPS") != "" {
+		// A partial run must not replace the committed results.
+		dir = filepath.Join(dir, "out")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			e.t.Fatal(err)
+		}
+	}
 	b, _ := json.MarshalIndent(e.res, "", "  ")
 	if err := os.WriteFile(filepath.Join(dir, "results.json"), append(b, '\n'), 0o644); err != nil {
 		e.t.Fatal(err)

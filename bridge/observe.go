@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/segbridge/segbridge/internal/intake"
+	"github.com/segbridge/segbridge/internal/queue"
 	"github.com/segbridge/segbridge/internal/reconcile"
 )
 
@@ -52,6 +53,20 @@ func (c reconcilerCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(reconUnannDesc, prometheus.CounterValue, float64(s.Unannounced))
 	ch <- prometheus.MustNewConstMetric(reconDroppedDesc, prometheus.CounterValue, float64(s.Dropped))
 	ch <- prometheus.MustNewConstMetric(reconPendingDesc, prometheus.GaugeValue, float64(s.Pending))
+}
+
+// StatusWritten counts a status this process wrote (queue.Queue.OnWrite):
+// the job ends and stage times it recorded.
+func (m *Metrics) StatusWritten(st *queue.Status) { m.m.written(st) }
+
+// Leader makes /metrics report whether this bridge leads (segbridge_leader)
+// and report the cluster-wide gauges only while it does, so that a sum over
+// several bridges counts them once. Without it the bridge reports them
+// always, as the only bridge.
+func (m *Metrics) Leader(leading func() bool) {
+	m.m.mu.Lock()
+	defer m.m.mu.Unlock()
+	m.m.leading = leading
 }
 
 // Reconciler adds the reconciler's counts to /metrics.

@@ -5,6 +5,7 @@
 //	segbridge worker    a worker on another machine, connecting out to NATS
 //	segbridge segment   one series from a folder to a SEG file, offline
 //	segbridge models    list, check, install and start model manifests
+//	segbridge nkey      make a NATS user key for a cluster
 //	segbridge version
 package main
 
@@ -39,6 +40,7 @@ Usage:
   segbridge models install brainchop   download, check and convert the pretrained brainchop models
   segbridge models init model.onnx     write a starter manifest for your own model
   segbridge models check [NAME|FILE]   run models once on a synthetic volume: what they are fed and give
+  segbridge nkey SEED_FILE             make a NATS user key (seed to the file, public key printed)
   segbridge version                    print the version
 
 Configuration is read from the environment; see README.md.
@@ -69,6 +71,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
+	case "nkey":
+		return nkeyCmd(args, stdout)
 	}
 	cfg, err := config.FromEnv(getenv)
 	if err != nil {

@@ -33,6 +33,10 @@ func serve(ctx context.Context, logger zerolog.Logger, cfg *config.Config) error
 	if err := cfg.ValidateServe(); err != nil {
 		return err
 	}
+	// From the start: a SIGHUP while starting waits instead of ending the
+	// process.
+	hup, stopHUP := reloadSignals()
+	defer stopHUP()
 	models, err := loadModels(cfg)
 	if err != nil {
 		return err
@@ -59,7 +63,8 @@ func serve(ctx context.Context, logger zerolog.Logger, cfg *config.Config) error
 	defer pool.Close()
 
 	metrics := bridge.NewMetrics()
-	in, err := intake.New(logger, q, oc, metrics, intake.Config{Models: models, DefaultModel: cfg.Model, Modalities: cfg.Modalities})
+	q.OnWrite(metrics.StatusWritten)
+	in, err := intake.NewReloadable(logger, q, oc, metrics, intake.Config{Models: models, DefaultModel: cfg.Model, Modalities: cfg.Modalities})
 	if err != nil {
 		return err
 	}
@@ -69,6 +74,18 @@ func serve(ctx context.Context, logger zerolog.Logger, cfg *config.Config) error
 	}})
 	if err != nil {
 		return err
+	}
+	// Bridges that share an external NATS elect one leader to reconcile,
+	// sweep and report the cluster-wide gauges; with the embedded server
+	// this bridge is the only one.
+	var leader *queue.Leader
+	leading := func() (uint64, bool) { return 1, true }
+	if cfg.NATSURL != "" {
+		if leader, err = q.NewLeader(logger, queue.LeaderConfig{}); err != nil {
+			return err
+		}
+		leading = leader.Leading
+		metrics.Leader(leader.IsLeader)
 	}
 	srv, err := bridge.New(logger, q, in, oc, bridge.Config{
 		Listen:           cfg.Listen,
@@ -98,6 +115,7 @@ func serve(ctx context.Context, logger zerolog.Logger, cfg *config.Config) error
 		rec, err = reconcile.New(logger, oc, q, admit, reconcile.Config{
 			Interval:  cfg.ReconcileInterval,
 			StartFrom: int64(cfg.ReconcileFrom),
+			Leader:    leadershipFunc(leading),
 		})
 		if err != nil {
 			return err
@@ -109,7 +127,7 @@ func serve(ctx context.Context, logger zerolog.Logger, cfg *config.Config) error
 	if cfg.APIToken == "" {
 		logger.Warn().Msg("SEGBRIDGE_API_TOKEN is not set: the /v1 API is open to anyone on this machine (loopback only)")
 	}
-	sup := q.NewSupervisor(logger, queue.SupervisorConfig{})
+	sup := q.NewSupervisor(logger, queue.SupervisorConfig{Leading: func() bool { _, ok := leading(); return ok }})
 
 	var w *worker.Worker
 	if cfg.Workers > 0 {
@@ -130,6 +148,11 @@ func serve(ctx context.Context, logger zerolog.Logger, cfg *config.Config) error
 	// Start in data-flow order; stop in reverse.
 	if err := q.ServeWorkers(ctx, segVerifier{oc}); err != nil {
 		return err
+	}
+	if leader != nil {
+		if err := leader.Start(ctx); err != nil {
+			return err
+		}
 	}
 	if err := sup.Start(ctx); err != nil {
 		return err
@@ -157,7 +180,11 @@ func serve(ctx context.Context, logger zerolog.Logger, cfg *config.Config) error
 		names[i] = m.Name + " " + m.Version
 	}
 	logger.Info().Str("listen", srv.Addr()).Str("orthanc", oc.URL()).Int("workers", cfg.Workers).Strs("models", names).Msg("segbridge serving")
-	<-ctx.Done()
+	reloaders := []modelReloader{in}
+	if w != nil {
+		reloaders = []modelReloader{reloadFunc(w.SetModels), in}
+	}
+	untilDone(ctx, hup, logger, cfg, reloaders...)
 	logger.Info().Msg("shutting down")
 
 	stopCtx, cancel := context.WithTimeout(context.Background(), stopTimeout)
@@ -174,8 +201,17 @@ func serve(ctx context.Context, logger zerolog.Logger, cfg *config.Config) error
 		errs = append(errs, w.Stop(stopCtx))
 	}
 	errs = append(errs, sup.Stop(stopCtx))
+	if leader != nil {
+		// Last, so that another bridge takes over at once.
+		errs = append(errs, leader.Stop(stopCtx))
+	}
 	return errors.Join(errs...)
 }
+
+// leadershipFunc adapts Leader.Leading to reconcile.Leadership.
+type leadershipFunc func() (uint64, bool)
+
+func (f leadershipFunc) Leading() (uint64, bool) { return f() }
 
 // segVerifier checks a remote worker's result in Orthanc before its job is
 // recorded done.
@@ -221,6 +257,7 @@ func queueConfig(cfg *config.Config) queue.Config {
 		Listen:         cfg.NATSListen,
 		AckWait:        cfg.AckWait,
 		MaxDeliver:     cfg.MaxAttempts,
+		Replicas:       cfg.NATSReplicas,
 	}
 }
 

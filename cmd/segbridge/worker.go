@@ -25,6 +25,10 @@ func workerCmd(ctx context.Context, logger zerolog.Logger, cfg *config.Config) e
 	if cfg.Workers == 0 {
 		cfg.Workers = 1
 	}
+	// From the start: a SIGHUP while starting waits instead of ending the
+	// process.
+	hup, stopHUP := reloadSignals()
+	defer stopHUP()
 	models, err := loadModels(cfg)
 	if err != nil {
 		return err
@@ -57,7 +61,7 @@ func workerCmd(ctx context.Context, logger zerolog.Logger, cfg *config.Config) e
 	if err := w.Start(ctx); err != nil {
 		return err
 	}
-	<-ctx.Done()
+	untilDone(ctx, hup, logger, cfg, reloadFunc(w.SetModels))
 	stopCtx, cancel := context.WithTimeout(context.Background(), stopTimeout)
 	defer cancel()
 	return w.Stop(stopCtx)

@@ -53,6 +53,10 @@ type Config struct {
 	NATSCreds    string `env:"SEGBRIDGE_NATS_CREDS"`
 	NATSNKeySeed string `env:"SEGBRIDGE_NATS_NKEY_SEED"`
 	NATSListen   string `env:"SEGBRIDGE_NATS_LISTEN"`
+	// NATSReplicas is how many servers of an external JetStream cluster
+	// keep the job stream and buckets (1, 3 or 5); the embedded server
+	// takes only 1.
+	NATSReplicas int `env:"SEGBRIDGE_NATS_REPLICAS" envDefault:"1"`
 	// NATSTLSCA, NATSTLSCert and NATSTLSKey are PEM files. Connecting: the CA
 	// of the server's certificate and a client certificate and key. On the
 	// embedded listener: its certificate and key and, with a CA, required
@@ -474,8 +478,22 @@ func fromFileOrEnv(getenv func(string) string, name string) (value, warning stri
 	if err != nil {
 		return "", "", fmt.Errorf("%s_FILE: %w", name, err)
 	}
-	if fi, err := os.Stat(f); err == nil && fi.Mode().Perm()&0o044 != 0 {
+	if fi, err := os.Stat(f); err == nil && fi.Mode().Perm()&0o044 != 0 && !systemdCredential(getenv, f) {
 		warning = fmt.Sprintf("%s_FILE %s is readable by its group or others (mode %04o): chmod 600 it", name, f, fi.Mode().Perm())
 	}
 	return strings.TrimSpace(string(b)), warning, nil
+}
+
+// systemdCredential reports whether path is one of the credentials systemd
+// handed this service (LoadCredential=, in $CREDENTIALS_DIRECTORY). systemd
+// lets only the service's user read them, through an access control list
+// whose mask shows in the group bits of the mode: they look group-readable
+// and are not.
+func systemdCredential(getenv func(string) string, path string) bool {
+	dir := getenv("CREDENTIALS_DIRECTORY")
+	if dir == "" {
+		return false
+	}
+	rel, err := filepath.Rel(dir, path)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../") && !filepath.IsAbs(rel)
 }

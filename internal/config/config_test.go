@@ -152,6 +152,26 @@ func TestFromEnv_SecretFileWarnings(t *testing.T) {
 			}
 		})
 	}
+	t.Run("a systemd credential warns about nothing", func(t *testing.T) {
+		// systemd's ACL on a credential shows as group bits (0440).
+		dir := t.TempDir()
+		path := filepath.Join(dir, "segbridge_api-token")
+		if err := os.WriteFile(path, []byte(secret), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(path, 0o440); err != nil {
+			t.Fatal(err)
+		}
+		c, err := FromEnv(envOf(map[string]string{"CREDENTIALS_DIRECTORY": dir, "SEGBRIDGE_API_TOKEN_FILE": path}))
+		if err != nil || len(c.Warnings) != 0 || c.APIToken != secret {
+			t.Fatalf("FromEnv: %v, warnings %q", err, c.Warnings)
+		}
+		// The same file outside the credentials folder is warned about.
+		c, err = FromEnv(envOf(map[string]string{"CREDENTIALS_DIRECTORY": filepath.Join(dir, "other"), "SEGBRIDGE_API_TOKEN_FILE": path}))
+		if err != nil || len(c.Warnings) != 1 {
+			t.Fatalf("FromEnv: %v, warnings %q, want one", err, c.Warnings)
+		}
+	})
 	t.Run("a secret from the environment warns about nothing", func(t *testing.T) {
 		c, err := FromEnv(envOf(map[string]string{"SEGBRIDGE_API_TOKEN": secret}))
 		if err != nil || len(c.Warnings) != 0 {

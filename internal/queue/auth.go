@@ -23,7 +23,7 @@ func (a *tokenAuth) Check(c server.ClientAuthentication) bool {
 	got := []byte(c.GetOpts().Token)
 	switch {
 	case a.bridge != "" && subtle.ConstantTimeCompare(got, []byte(a.bridge)) == 1:
-		c.RegisterUser(&server.User{Username: "segbridge-bridge", Permissions: bridgePermissions()})
+		c.RegisterUser(&server.User{Username: "segbridge-bridge", Permissions: BridgePermissions()})
 		return true
 	case a.worker != "" && subtle.ConstantTimeCompare(got, []byte(a.worker)) == 1:
 		c.RegisterUser(&server.User{Username: "segbridge-worker", Permissions: WorkerPermissions()})
@@ -32,9 +32,10 @@ func (a *tokenAuth) Check(c server.ClientAuthentication) bool {
 	return false
 }
 
-// bridgePermissions let the bridge do anything except read the workers'
-// inboxes, which it never needs.
-func bridgePermissions() *server.Permissions {
+// BridgePermissions let the bridge do anything in its account except read
+// the workers' inboxes, which it never needs. Give an external NATS server's
+// bridge user the same.
+func BridgePermissions() *server.Permissions {
 	return &server.Permissions{
 		Subscribe: &server.SubjectPermission{Deny: []string{WorkerInboxPrefix + ".>"}},
 	}

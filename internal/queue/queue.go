@@ -20,9 +20,9 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -94,6 +94,11 @@ type Config struct {
 	// StatusBytes caps the status bucket's size on disk. Default 1 GiB,
 	// about a million jobs; when full, new jobs are refused with an error.
 	StatusBytes int64
+	// Replicas is how many servers of a JetStream cluster keep the job
+	// stream and the buckets (1, 3 or 5). Default 1; the embedded server is
+	// a single server and takes only 1. With 3, the queue survives the loss
+	// of any one server.
+	Replicas int
 	// Name names this client to NATS.
 	Name string
 }
@@ -122,6 +127,9 @@ func (c Config) withDefaults() Config {
 	if c.Name == "" {
 		c.Name = "segbridge"
 	}
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
 	return c
 }
 
@@ -147,6 +155,12 @@ func (c Config) validate(worker bool) error {
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		errs = append(errs, errors.New("queue: SEGBRIDGE_NATS_TLS_CERT and SEGBRIDGE_NATS_TLS_KEY go together"))
+	}
+	switch {
+	case c.Replicas < 1 || c.Replicas > 5:
+		errs = append(errs, fmt.Errorf("queue: SEGBRIDGE_NATS_REPLICAS %d: want 1 to 5 (3 or 5 in a cluster)", c.Replicas))
+	case c.Replicas > 1 && c.URL == "" && !worker:
+		errs = append(errs, fmt.Errorf("queue: SEGBRIDGE_NATS_REPLICAS %d needs a NATS cluster (SEGBRIDGE_NATS_URL): the embedded server is one server", c.Replicas))
 	}
 	if c.AckWait < 0 || c.MaxDeliver < 1 {
 		errs = append(errs, errors.New("queue: AckWait must be positive and MaxDeliver at least 1"))
@@ -184,13 +198,23 @@ type Queue struct {
 	js          jetstream.JetStream
 	stream      jetstream.Stream
 	kv          jetstream.KeyValue
-	cursor      jetstream.KeyValue
-	cons        jetstream.Consumer
-	now         func() time.Time
+	// statusStream is the stream behind kv, read in order by List.
+	statusStream jetstream.Stream
+	cursor       jetstream.KeyValue
+	cons         jetstream.Consumer
+	now          func() time.Time
 	// once is the marker bucket of ClaimOnce (once.go).
 	once onceBucket
 
 	closeOnce sync.Once
+	// listRead counts the status messages List read, for tests that check
+	// a page does not read the whole bucket.
+	listRead atomic.Uint64
+	// onWrite is called with each status this process writes (OnWrite).
+	onWrite atomic.Pointer[func(*Status)]
+	// afterPublish, set by tests, runs between Enqueue's publish and its
+	// status write.
+	afterPublish func()
 }
 
 // Open starts the embedded server (when cfg.URL is empty), connects, and
@@ -349,6 +373,7 @@ func (q *Queue) setup(ctx context.Context) error {
 		Storage:     storage,
 		Duplicates:  q.cfg.DuplicateWindow,
 		MaxMsgSize:  maxStatusValue,
+		Replicas:    q.cfg.Replicas,
 	})
 	if err != nil {
 		return fmt.Errorf("queue: stream %s: %w", StreamName, err)
@@ -360,9 +385,13 @@ func (q *Queue) setup(ctx context.Context) error {
 		Storage:      storage,
 		MaxValueSize: maxStatusValue,
 		MaxBytes:     q.cfg.StatusBytes,
+		Replicas:     q.cfg.Replicas,
 	})
 	if err != nil {
 		return fmt.Errorf("queue: status bucket: %w", err)
+	}
+	if q.statusStream, err = js.Stream(ctx, statusStreamName); err != nil {
+		return fmt.Errorf("queue: status bucket's stream: %w", err)
 	}
 	q.cursor, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:       CursorBucket,
@@ -371,6 +400,7 @@ func (q *Queue) setup(ctx context.Context) error {
 		Storage:      storage,
 		MaxValueSize: maxCursorValue,
 		MaxBytes:     cursorBucketSize,
+		Replicas:     q.cfg.Replicas,
 	})
 	if err != nil {
 		return fmt.Errorf("queue: cursor bucket: %w", err)
@@ -483,51 +513,6 @@ func decodeStatus(id string, b []byte) (*Status, error) {
 func (q *Queue) Status(ctx context.Context, id string) (*Status, error) {
 	st, _, err := q.get(ctx, id)
 	return st, err
-}
-
-// SeriesStatus returns the status of every job for one Orthanc series.
-func (q *Queue) SeriesStatus(ctx context.Context, seriesID string) ([]*Status, error) {
-	if !validSeriesID(seriesID) {
-		return nil, nil
-	}
-	return q.list(ctx, seriesID+".>", "", 0)
-}
-
-// List returns job statuses, newest first, optionally of one state, at most
-// limit (0 = all).
-func (q *Queue) List(ctx context.Context, state State, limit int) ([]*Status, error) {
-	return q.list(ctx, ">", state, limit)
-}
-
-func (q *Queue) list(ctx context.Context, filter string, state State, limit int) ([]*Status, error) {
-	lister, err := q.kv.ListKeysFiltered(ctx, filter)
-	if err != nil {
-		return nil, fmt.Errorf("queue: list: %w", err)
-	}
-	var out []*Status
-	for key := range lister.Keys() {
-		st, _, err := q.get(ctx, key)
-		if err != nil {
-			if errors.Is(err, ErrNotFound) {
-				continue
-			}
-			if errors.Is(err, ErrCorrupt) {
-				// One bad record must not hide all the others.
-				q.logger.Warn().Err(err).Msg("skipping an unreadable job status")
-				continue
-			}
-			return nil, err
-		}
-		if state != "" && st.State != state {
-			continue
-		}
-		out = append(out, st)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].UpdatedAt.After(out[j].UpdatedAt) })
-	if limit > 0 && len(out) > limit {
-		out = out[:limit]
-	}
-	return out, nil
 }
 
 // Depth is the number of messages waiting in the work queue.

@@ -282,7 +282,7 @@ func TestQueue_RetriggerWhileRunningStartsNoSecondRun(t *testing.T) {
 	// A copy that JetStream's deduplication did not catch (its window had
 	// passed, so it goes into the stream as a new message): delivered,
 	// recognised, dropped.
-	if _, err := q.publish(b.ctx, st.Job, st.ID+"#1#late-copy"); err != nil {
+	if _, _, err := q.publish(b.ctx, st.Job, st.ID+"#1#late-copy"); err != nil {
 		t.Fatal(err)
 	}
 	d := next(t, q, 2*time.Second)
@@ -427,5 +427,29 @@ func waitDepth(t *testing.T, q *Queue, n uint64) {
 			t.Fatalf("queue depth %d, want %d (%v)", d, n, err)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A worker may take a job's message before Enqueue has written its status
+// (Take writes it then): the trigger still queued the job, and says so.
+func TestQueue_EnqueueRacingTake(t *testing.T) {
+	q, b := setup(t, Config{})
+	var took *Lease
+	q.afterPublish = func() {
+		q.afterPublish = nil
+		d := next(t, q, 2*time.Second)
+		l, err := q.Take(b.ctx, d, "fast")
+		if err != nil {
+			t.Errorf("take: %v", err)
+		}
+		took = l
+	}
+	st, created, err := q.Enqueue(b.ctx, testJob("m"), false)
+	if err != nil || !created || st.State != StateRunning || took == nil {
+		t.Fatalf("enqueue: %v, created %v, %+v; want the job created, running", err, created, st)
+	}
+	// Another trigger of the running job creates nothing.
+	if _, created, err := q.Enqueue(b.ctx, testJob("m"), false); err != nil || created {
+		t.Fatalf("second enqueue: %v, created %v", err, created)
 	}
 }

@@ -31,6 +31,11 @@ type SupervisorConfig struct {
 	Grace time.Duration
 	// Clock drives the sweeps; tests pass a fake one. Default: the real clock.
 	Clock clockwork.Clock
+	// Leading, when set, lets only the leader of several bridges sweep
+	// (Leader.IsLeader); every sweep action is a checked transition, so two
+	// sweeping bridges are safe, but each would read every job. Nil: always
+	// sweep. The max-deliveries advisories go to one bridge either way.
+	Leading func() bool
 }
 
 // Supervisor ends jobs whose workers kept dying and repairs jobs whose
@@ -121,6 +126,9 @@ func (s *Supervisor) Start(ctx context.Context) error {
 			case <-ctx.Done():
 				return
 			case <-t.Chan():
+				if s.cfg.Leading != nil && !s.cfg.Leading() {
+					continue
+				}
 				rep, err := s.Sweep(ctx)
 				if err != nil && ctx.Err() == nil {
 					s.logger.Warn().Err(err).Msg("sweep")

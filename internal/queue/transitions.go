@@ -87,6 +87,7 @@ func (q *Queue) transition(ctx context.Context, id string, fn func(cur *Status) 
 			_, err = q.kv.Update(ctx, id, b, rev)
 		}
 		if err == nil {
+			q.wrote(next)
 			return next, nil
 		}
 		if !isConflict(err) {
@@ -113,8 +114,8 @@ func (q *Queue) timePtr() *time.Time {
 }
 
 // Enqueue queues job unless the same job is already queued or running, or is
-// done (and force is false). It returns the job's status and whether a new
-// generation was queued. Concurrent calls for the same job id queue it once:
+// done (and force is false). It returns the job's status and whether this
+// call queued a new generation (of concurrent calls, exactly one did). Concurrent calls for the same job id queue it once:
 // the publish is deduplicated by message id and the status by KV revision. A
 // running job whose worker is gone (its lease lapsed) is queued again only
 // with force; a running job with a live lease never is, so one job never runs
@@ -126,6 +127,9 @@ func (q *Queue) Enqueue(ctx context.Context, job Job, force bool) (*Status, bool
 	if !validJobID(job.ID) || job.ID != JobID(job.SeriesID, job.Model, job.ModelVersion) {
 		return nil, false, fmt.Errorf("queue: job id %q does not match its series and model", job.ID)
 	}
+	// published is the message this call put in the stream (not a
+	// duplicate of another caller's), once it did.
+	var published struct{ generation, seq uint64 }
 	for try := 0; try < 20; try++ {
 		cur, rev, err := q.get(ctx, job.ID)
 		switch {
@@ -135,6 +139,11 @@ func (q *Queue) Enqueue(ctx context.Context, job Job, force bool) (*Status, bool
 			return nil, false, err
 		}
 		now := q.now()
+		if cur != nil && published.seq != 0 && cur.Generation == published.generation && cur.Seq == published.seq {
+			// A worker took this call's message before its status was
+			// written (Take writes it then): the job is this call's.
+			return cur, true, nil
+		}
 		if cur != nil {
 			switch {
 			case cur.State == StateQueued:
@@ -156,9 +165,15 @@ func (q *Queue) Enqueue(ctx context.Context, job Job, force bool) (*Status, bool
 		}
 		// Publish first: if this process dies before the status is written,
 		// the worker that takes the message writes the status itself.
-		seq, err := q.publish(ctx, j, fmt.Sprintf("%s#%d", j.ID, j.Generation))
+		seq, dup, err := q.publish(ctx, j, fmt.Sprintf("%s#%d", j.ID, j.Generation))
 		if err != nil {
 			return nil, false, err
+		}
+		if !dup {
+			published.generation, published.seq = j.Generation, seq
+		}
+		if q.afterPublish != nil {
+			q.afterPublish()
 		}
 		st := &Status{Job: j, State: StateQueued, Seq: seq, UpdatedAt: now.UTC()}
 		b, _ := json.Marshal(st)
@@ -173,23 +188,27 @@ func (q *Queue) Enqueue(ctx context.Context, job Job, force bool) (*Status, bool
 			}
 			return nil, false, fmt.Errorf("queue: write status %s: %w", j.ID, err)
 		}
-		return st, true, nil
+		q.wrote(st)
+		// Of callers racing on one generation, the one whose message
+		// JetStream kept created the job, whoever wrote its status.
+		return st, !dup, nil
 	}
 	return nil, false, fmt.Errorf("queue: %s: %w", job.ID, ErrConflict)
 }
 
-// publish sends a job message and returns its stream sequence (that of the
-// first copy when JetStream drops this one as a duplicate).
-func (q *Queue) publish(ctx context.Context, job Job, msgID string) (uint64, error) {
+// publish sends a job message and returns its stream sequence, and whether
+// JetStream dropped it as a duplicate (the sequence is then the first
+// copy's).
+func (q *Queue) publish(ctx context.Context, job Job, msgID string) (seq uint64, duplicate bool, err error) {
 	b, err := json.Marshal(job)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	ack, err := q.js.Publish(ctx, Subject, b, jetstream.WithMsgID(msgID))
 	if err != nil {
-		return 0, fmt.Errorf("queue: publish %s: %w", msgID, err)
+		return 0, false, fmt.Errorf("queue: publish %s: %w", msgID, err)
 	}
-	return ack.Sequence, nil
+	return ack.Sequence, ack.Duplicate, nil
 }
 
 // Delivery is one job message handed to a worker. The worker takes it with
@@ -579,7 +598,7 @@ func (q *Queue) Requeue(ctx context.Context, id string, generation, lostSeq uint
 			return nil, ErrStale
 		}
 		if seq == 0 {
-			s, err := q.publish(ctx, cur.Job, fmt.Sprintf("%s#%d#%d", id, generation, lostSeq))
+			s, _, err := q.publish(ctx, cur.Job, fmt.Sprintf("%s#%d#%d", id, generation, lostSeq))
 			if err != nil {
 				return nil, err
 			}

@@ -88,6 +88,17 @@ type Config struct {
 	// CursorName is the key of the saved cursor; it also names the pending
 	// set. Default "orthanc-changes".
 	CursorName string
+	// Leader, when set, lets passes run only while this bridge leads the
+	// bridges that share the cursor (queue.Leader): one reconciler reads
+	// the feed and advances the cursor, the others wait to take over. Nil:
+	// every pass runs (a single bridge).
+	Leader Leadership
+}
+
+// Leadership says whether this bridge leads, and in which term: a new term
+// means another reconciler may have moved the cursor and the pending set.
+type Leadership interface {
+	Leading() (term uint64, ok bool)
 }
 
 func (c Config) withDefaults() Config {
@@ -141,6 +152,9 @@ type Pass struct {
 	Pending int
 	// Cursor is the position in the feed after the pass.
 	Cursor int64
+	// Following is true when the pass did nothing because another bridge
+	// leads (Config.Leader).
+	Following bool
 }
 
 func (p Pass) eventful() bool {
@@ -196,6 +210,7 @@ type Reconciler struct {
 	passMu  sync.Mutex // one pass at a time
 	pending map[string]*pendingSeries
 	stamp   uint64 // last pendingSeries.checked given
+	term    uint64 // leadership term of the pending set in memory
 
 	statsMu sync.Mutex
 	stats   Stats
@@ -247,7 +262,9 @@ func (r *Reconciler) Start(ctx context.Context) error {
 			if err != nil && ctx.Err() != nil {
 				return
 			}
-			r.log(p, err)
+			if !p.Following {
+				r.log(p, err)
+			}
 			if r.passDone != nil {
 				r.passDone(p, err)
 			}
@@ -318,6 +335,20 @@ func (r *Reconciler) log(p Pass, err error) {
 func (r *Reconciler) Poll(ctx context.Context) (Pass, error) {
 	r.passMu.Lock()
 	defer r.passMu.Unlock()
+	if r.cfg.Leader != nil {
+		term, ok := r.cfg.Leader.Leading()
+		if !ok {
+			r.statsMu.Lock()
+			r.stats.Pending = 0 // the leader reports the set
+			r.statsMu.Unlock()
+			return Pass{Following: true}, nil
+		}
+		if term != r.term {
+			// Another leader may have run since this one last did: read
+			// the set again (the cursor is read at every pass).
+			r.pending, r.term = nil, term
+		}
+	}
 	var p Pass
 	err := r.pass(ctx, &p)
 	p.Pending = len(r.pending)

@@ -134,7 +134,7 @@ type Worker struct {
 	jobs   JobSource
 	pacs   pacs
 	run    runner
-	models map[string]*model.Model
+	models *models
 
 	mu     sync.Mutex
 	cancel context.CancelFunc
@@ -146,21 +146,19 @@ type Worker struct {
 
 // New builds a worker for the given models.
 func New(logger zerolog.Logger, jobs JobSource, p pacs, run runner, models []*model.Model, cfg Config) (*Worker, error) {
-	if len(models) == 0 {
-		return nil, errors.New("worker: no models")
+	ms, err := newModels(models)
+	if err != nil {
+		return nil, err
 	}
 	w := &Worker{
 		cfg:    cfg.withDefaults(),
 		jobs:   jobs,
 		pacs:   p,
 		run:    run,
-		models: map[string]*model.Model{},
+		models: ms,
 		ended:  make(chan string, 64),
 	}
 	w.logger = logger.With().Str("component", "worker").Str("worker", w.cfg.Name).Logger()
-	for _, m := range models {
-		w.models[m.Name] = m
-	}
 	return w, nil
 }
 
@@ -410,12 +408,9 @@ func (w *Worker) runJob(ctx context.Context, job queue.Job, t *pipeline.Timer) (
 			err = fault.Recovered(r)
 		}
 	}()
-	m, ok := w.models[job.Model]
-	if !ok {
-		return res, fault.Permanent(fmt.Errorf("model %q is not installed on worker %s", job.Model, w.cfg.Name))
-	}
-	if m.Version != job.ModelVersion {
-		return res, fault.Permanent(fmt.Errorf("job wants %s version %s but worker %s has version %s", job.Model, job.ModelVersion, w.cfg.Name, m.Version))
+	m, err := w.models.lookup(job.Model, job.ModelVersion)
+	if err != nil {
+		return res, fmt.Errorf("worker %s: %w", w.cfg.Name, err)
 	}
 	start := w.cfg.Clock.Now()
 	if !job.RequestedAt.IsZero() {

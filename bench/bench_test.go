@@ -1124,7 +1124,7 @@ func (e *env) benchGrowth() {
 	waitHTTP(e.t, base+"/healthz", p)
 	defer p.stop()
 
-	stages := []string{"wait", "download", "parse", "volume", "preprocess", "inference", "postprocess", "encode", "upload", "total", "end_to_end"}
+	stages := []string{"wait", "download", "parse", "volume", "preprocess", "inference", "postprocess", "encode", "sr", "upload_sr", "upload", "total", "end_to_end"}
 	dirs, ids := map[int]string{}, map[int]string{}
 	for _, n := range sizes {
 		dirs[n] = e.makeBig(n)

@@ -1,11 +1,9 @@
-// Package dicomds builds the DICOM datasets segbridge writes beside its SEGs —
-// the TID 1500 SR (dicomsr) and the burned-in preview series (preview): typed
-// elements that remember the first error, sequences whose items are in tag
-// order, coded concepts, Decimal Strings that fit, the file meta information,
-// and the patient and study modules copied from a source instance.
-//
-// The SEG writer (dicomseg) has its own copy of the element builder, written
-// before this package; both follow PS3.5 the same way.
+// Package dicomds builds the DICOM datasets segbridge writes — the SEG
+// (dicomseg), the TID 1500 SR (dicomsr) and the burned-in preview series
+// (preview): typed elements that remember the first error, sequences whose
+// items are in tag order, coded concepts, Decimal Strings that fit, the file
+// meta information, and the patient and study modules copied from a source
+// instance.
 package dicomds
 
 import (

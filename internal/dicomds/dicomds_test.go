@@ -2,6 +2,7 @@ package dicomds
 
 import (
 	"bytes"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -17,6 +18,42 @@ func TestFormatDS_Fits(t *testing.T) {
 	}
 	if s := FormatDS(4327.496); s != "4327.496" {
 		t.Errorf("FormatDS(4327.496) = %q, want it exact", s)
+	}
+}
+
+func TestFormatDS_Values(t *testing.T) {
+	tests := []struct {
+		name  string
+		v     float64
+		want  string
+		exact bool
+	}{
+		{"Integer", 5, "5", true},
+		{"Short", -120.5, "-120.5", true},
+		{"SixDecimals", -101.123456, "-101.123456", true},
+		{"SixteenChars", -123.45678901234, "-123.45678901234", true},
+		{"TooLong", 0.7071067811865476, "0.70710678118655", false},
+		{"TooLongNegative", -0.7071067811865476, "-0.7071067811865", false},
+		{"Tiny", 6.123233995736766e-17, "6.1232339957e-17", false},
+		{"Zero", 0, "0", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := FormatDS(tt.v)
+			if got != tt.want {
+				t.Errorf("FormatDS(%v) = %q, want %q", tt.v, got, tt.want)
+			}
+			if len(got) > 16 {
+				t.Errorf("FormatDS(%v) = %q: longer than 16", tt.v, got)
+			}
+			back, err := strconv.ParseFloat(got, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.exact && back != tt.v {
+				t.Errorf("FormatDS(%v) = %q reads back as %v", tt.v, got, back)
+			}
+		})
 	}
 }
 

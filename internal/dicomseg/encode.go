@@ -14,6 +14,7 @@ import (
 	"github.com/suyashkumar/dicom/pkg/tag"
 
 	"github.com/segbridge/segbridge/internal/checked"
+	"github.com/segbridge/segbridge/internal/dicomds"
 	"github.com/segbridge/segbridge/internal/volume"
 )
 
@@ -256,7 +257,7 @@ func checkVolume(v *volume.Volume) error {
 		return errors.New("no SeriesInstanceUID")
 	case v.FrameOfReferenceUID == "":
 		return errors.New("no FrameOfReferenceUID")
-	case headerString(v.Header, tag.StudyInstanceUID) == "":
+	case dicomds.HeaderString(v.Header, tag.StudyInstanceUID) == "":
 		return errors.New("header has no StudyInstanceUID")
 	}
 	for i, s := range v.Spacing {
@@ -354,69 +355,69 @@ type encoder struct {
 
 // dataset builds the SEG dataset, file meta information included.
 func (e *encoder) dataset(pixels []byte) (dicom.Dataset, error) {
-	b := &builder{}
+	b := &dicomds.Builder{}
 	v, o := e.v, e.opts
 	date, tm := e.now.Format("20060102"), e.now.Format("150405")
 
 	els := []*dicom.Element{
 		// File meta information (PS3.10 7.1).
-		b.el(tag.FileMetaInformationVersion, []byte{0, 1}),
-		b.str(tag.MediaStorageSOPClassUID, SegmentationStorage),
-		b.str(tag.MediaStorageSOPInstanceUID, e.sop),
-		b.str(tag.TransferSyntaxUID, transferSyntax),
-		b.str(tag.ImplementationClassUID, implementationClassUID),
-		b.str(tag.ImplementationVersionName, implementationVersionName),
+		b.El(tag.FileMetaInformationVersion, []byte{0, 1}),
+		b.Str(tag.MediaStorageSOPClassUID, SegmentationStorage),
+		b.Str(tag.MediaStorageSOPInstanceUID, e.sop),
+		b.Str(tag.TransferSyntaxUID, transferSyntax),
+		b.Str(tag.ImplementationClassUID, implementationClassUID),
+		b.Str(tag.ImplementationVersionName, implementationVersionName),
 
 		// SOP Common.
-		b.str(tag.SOPClassUID, SegmentationStorage),
-		b.str(tag.SOPInstanceUID, e.sop),
-		b.str(tag.InstanceCreationDate, date),
-		b.str(tag.InstanceCreationTime, tm),
+		b.Str(tag.SOPClassUID, SegmentationStorage),
+		b.Str(tag.SOPInstanceUID, e.sop),
+		b.Str(tag.InstanceCreationDate, date),
+		b.Str(tag.InstanceCreationTime, tm),
 
 		// General Series, Segmentation Series.
-		b.str(tag.Modality, "SEG"),
-		b.str(tag.SeriesInstanceUID, e.series),
-		b.str(tag.SeriesNumber, strconv.Itoa(o.SeriesNumber)),
-		b.str(tag.SeriesDescription, o.SeriesDescription),
-		b.str(tag.SeriesDate, date),
-		b.str(tag.SeriesTime, tm),
+		b.Str(tag.Modality, "SEG"),
+		b.Str(tag.SeriesInstanceUID, e.series),
+		b.Str(tag.SeriesNumber, strconv.Itoa(o.SeriesNumber)),
+		b.Str(tag.SeriesDescription, o.SeriesDescription),
+		b.Str(tag.SeriesDate, date),
+		b.Str(tag.SeriesTime, tm),
 
 		// Frame of Reference.
-		b.str(tag.FrameOfReferenceUID, v.FrameOfReferenceUID),
-		b.str(tag.PositionReferenceIndicator, ""),
+		b.Str(tag.FrameOfReferenceUID, v.FrameOfReferenceUID),
+		b.Str(tag.PositionReferenceIndicator, ""),
 
 		// General Equipment, Enhanced General Equipment.
-		b.str(tag.Manufacturer, o.Manufacturer),
-		b.str(tag.ManufacturerModelName, o.ManufacturerModelName),
-		b.str(tag.DeviceSerialNumber, o.DeviceSerialNumber),
-		b.str(tag.SoftwareVersions, o.SoftwareVersions),
+		b.Str(tag.Manufacturer, o.Manufacturer),
+		b.Str(tag.ManufacturerModelName, o.ManufacturerModelName),
+		b.Str(tag.DeviceSerialNumber, o.DeviceSerialNumber),
+		b.Str(tag.SoftwareVersions, o.SoftwareVersions),
 
 		// General Image, Segmentation Image (Content Identification macro).
-		b.el(tag.ImageType, []string{"DERIVED", "PRIMARY"}),
-		b.str(tag.InstanceNumber, "1"),
-		b.str(tag.ContentDate, date),
-		b.str(tag.ContentTime, tm),
-		b.str(tag.ContentLabel, o.ContentLabel),
-		b.str(tag.ContentDescription, o.ContentDescription),
-		b.str(tag.ContentCreatorName, o.ContentCreator),
-		b.str(tag.LossyImageCompression, "00"),
-		b.str(tag.SegmentsOverlap, e.overlap()),
+		b.El(tag.ImageType, []string{"DERIVED", "PRIMARY"}),
+		b.Str(tag.InstanceNumber, "1"),
+		b.Str(tag.ContentDate, date),
+		b.Str(tag.ContentTime, tm),
+		b.Str(tag.ContentLabel, o.ContentLabel),
+		b.Str(tag.ContentDescription, o.ContentDescription),
+		b.Str(tag.ContentCreatorName, o.ContentCreator),
+		b.Str(tag.LossyImageCompression, "00"),
+		b.Str(tag.SegmentsOverlap, e.overlap()),
 		e.segmentSequence(b),
 
 		// Image Pixel.
-		b.ints(tag.SamplesPerPixel, 1),
-		b.str(tag.PhotometricInterpretation, "MONOCHROME2"),
-		b.ints(tag.Rows, v.Rows),
-		b.ints(tag.Columns, v.Cols),
-		b.ints(tag.PixelRepresentation, 0),
+		b.Ints(tag.SamplesPerPixel, 1),
+		b.Str(tag.PhotometricInterpretation, "MONOCHROME2"),
+		b.Ints(tag.Rows, v.Rows),
+		b.Ints(tag.Columns, v.Cols),
+		b.Ints(tag.PixelRepresentation, 0),
 		pixelData(pixels),
 
 		// Multi-frame Functional Groups, Multi-frame Dimension.
-		b.str(tag.NumberOfFrames, strconv.Itoa(len(e.frames))),
+		b.Str(tag.NumberOfFrames, strconv.Itoa(len(e.frames))),
 		e.sharedGroups(b),
 		e.perFrameGroups(b),
-		b.seq(tag.DimensionOrganizationSequence, []*dicom.Element{
-			b.str(tag.DimensionOrganizationUID, e.dimOrg),
+		b.Seq(tag.DimensionOrganizationSequence, []*dicom.Element{
+			b.Str(tag.DimensionOrganizationUID, e.dimOrg),
 		}),
 		e.dimensionIndex(b),
 
@@ -425,158 +426,124 @@ func (e *encoder) dataset(pixels []byte) (dicom.Dataset, error) {
 	}
 	if e.fractional {
 		els = append(els,
-			b.str(tag.SegmentationType, "FRACTIONAL"),
-			b.str(tag.SegmentationFractionalType, "PROBABILITY"),
-			b.ints(tag.MaximumFractionalValue, MaxFractionalValue),
-			b.ints(tag.BitsAllocated, 8),
-			b.ints(tag.BitsStored, 8),
-			b.ints(tag.HighBit, 7),
+			b.Str(tag.SegmentationType, "FRACTIONAL"),
+			b.Str(tag.SegmentationFractionalType, "PROBABILITY"),
+			b.Ints(tag.MaximumFractionalValue, MaxFractionalValue),
+			b.Ints(tag.BitsAllocated, 8),
+			b.Ints(tag.BitsStored, 8),
+			b.Ints(tag.HighBit, 7),
 		)
 	} else {
 		els = append(els,
-			b.str(tag.SegmentationType, "BINARY"),
-			b.ints(tag.BitsAllocated, 1),
-			b.ints(tag.BitsStored, 1),
-			b.ints(tag.HighBit, 0),
+			b.Str(tag.SegmentationType, "BINARY"),
+			b.Ints(tag.BitsAllocated, 1),
+			b.Ints(tag.BitsStored, 1),
+			b.Ints(tag.HighBit, 0),
 		)
 	}
 	// Patient, General Study and Patient Study, from the source instance.
-	// The library decodes strings to UTF-8 and writes them back as such, so a
-	// non-ASCII value needs the UTF-8 character set whatever the source used.
-	utf8 := false
-	for _, c := range []struct {
-		t     tag.Tag
-		type2 bool
-	}{
-		{tag.PatientName, true},
-		{tag.PatientID, true},
-		{tag.IssuerOfPatientID, false},
-		{tag.PatientBirthDate, true},
-		{tag.PatientSex, true},
-		{tag.PatientAge, false},
-		{tag.PatientSize, false},
-		{tag.PatientWeight, false},
-		{tag.StudyInstanceUID, true},
-		{tag.StudyDate, true},
-		{tag.StudyTime, true},
-		{tag.ReferringPhysicianName, true},
-		{tag.StudyID, true},
-		{tag.AccessionNumber, true},
-		{tag.StudyDescription, false},
-	} {
-		vals, ok := headerStrings(v.Header, c.t)
-		if !ok && !c.type2 {
-			continue
-		}
-		for _, s := range vals {
-			utf8 = utf8 || !isASCII(s)
-		}
-		els = append(els, b.el(c.t, vals))
+	els = append(els, b.PatientStudy(v.Header)...)
+	if err := b.Err(); err != nil {
+		return dicom.Dataset{}, err
 	}
-	if utf8 {
-		els = append(els, b.str(tag.SpecificCharacterSet, "ISO_IR 192"))
-	}
-	if b.err != nil {
-		return dicom.Dataset{}, b.err
-	}
-	sortElements(els)
+	dicomds.Sort(els)
 	return dicom.Dataset{Elements: els}, nil
 }
 
 // segmentSequence describes each segment (Segment Description macro).
-func (e *encoder) segmentSequence(b *builder) *dicom.Element {
+func (e *encoder) segmentSequence(b *dicomds.Builder) *dicom.Element {
 	items := make([][]*dicom.Element, len(e.segs))
 	for i, s := range e.segs {
 		lab := cieLab(s.RGB)
 		items[i] = []*dicom.Element{
-			b.ints(tag.SegmentNumber, i+1),
-			b.str(tag.SegmentLabel, s.Name),
-			b.str(tag.SegmentAlgorithmType, "AUTOMATIC"),
-			b.str(tag.SegmentAlgorithmName, e.opts.AlgorithmName),
-			b.seq(tag.SegmentationAlgorithmIdentificationSequence, []*dicom.Element{
-				b.seq(tag.AlgorithmFamilyCodeSequence, b.code(e.codeArtificialIntelligence())),
-				b.str(tag.AlgorithmName, e.opts.AlgorithmName),
-				b.str(tag.AlgorithmVersion, e.opts.AlgorithmVersion),
+			b.Ints(tag.SegmentNumber, i+1),
+			b.Str(tag.SegmentLabel, s.Name),
+			b.Str(tag.SegmentAlgorithmType, "AUTOMATIC"),
+			b.Str(tag.SegmentAlgorithmName, e.opts.AlgorithmName),
+			b.Seq(tag.SegmentationAlgorithmIdentificationSequence, []*dicom.Element{
+				b.Seq(tag.AlgorithmFamilyCodeSequence, codeItem(b, e.codeArtificialIntelligence())),
+				b.Str(tag.AlgorithmName, e.opts.AlgorithmName),
+				b.Str(tag.AlgorithmVersion, e.opts.AlgorithmVersion),
 			}),
-			b.seq(tag.SegmentedPropertyCategoryCodeSequence, b.code(s.Category)),
-			b.seq(tag.SegmentedPropertyTypeCodeSequence, b.code(s.Type)),
-			b.ints(tag.RecommendedDisplayCIELabValue, lab[:]...),
+			b.Seq(tag.SegmentedPropertyCategoryCodeSequence, codeItem(b, s.Category)),
+			b.Seq(tag.SegmentedPropertyTypeCodeSequence, codeItem(b, s.Type)),
+			b.Ints(tag.RecommendedDisplayCIELabValue, lab[:]...),
 		}
 	}
-	return b.seq(tag.SegmentSequence, items...)
+	return b.Seq(tag.SegmentSequence, items...)
 }
 
 // sharedGroups holds the functional groups common to all frames: the grid's
 // pixel spacing and orientation.
-func (e *encoder) sharedGroups(b *builder) *dicom.Element {
+func (e *encoder) sharedGroups(b *dicomds.Builder) *dicom.Element {
 	v := e.v
 	d := v.Direction
-	return b.seq(tag.SharedFunctionalGroupsSequence, []*dicom.Element{
-		b.seq(tag.PixelMeasuresSequence, []*dicom.Element{
+	return b.Seq(tag.SharedFunctionalGroupsSequence, []*dicom.Element{
+		b.Seq(tag.PixelMeasuresSequence, []*dicom.Element{
 			// PixelSpacing is row spacing (between rows, along j), then column spacing.
-			b.ds(tag.PixelSpacing, v.Spacing[1], v.Spacing[0]),
-			b.ds(tag.SliceThickness, v.Spacing[2]),
-			b.ds(tag.SpacingBetweenSlices, v.Spacing[2]),
+			b.DS(tag.PixelSpacing, v.Spacing[1], v.Spacing[0]),
+			b.DS(tag.SliceThickness, v.Spacing[2]),
+			b.DS(tag.SpacingBetweenSlices, v.Spacing[2]),
 		}),
-		b.seq(tag.PlaneOrientationSequence, []*dicom.Element{
-			b.ds(tag.ImageOrientationPatient, d[0][0], d[0][1], d[0][2], d[1][0], d[1][1], d[1][2]),
+		b.Seq(tag.PlaneOrientationSequence, []*dicom.Element{
+			b.DS(tag.ImageOrientationPatient, d[0][0], d[0][1], d[0][2], d[1][0], d[1][1], d[1][2]),
 		}),
 	})
 }
 
 // perFrameGroups holds, for each frame, its source image, dimension index
 // values, position and segment.
-func (e *encoder) perFrameGroups(b *builder) *dicom.Element {
+func (e *encoder) perFrameGroups(b *dicomds.Builder) *dicom.Element {
 	items := make([][]*dicom.Element, len(e.frames))
 	for f, fr := range e.frames {
 		src := e.v.Slices[fr.k]
 		source := []*dicom.Element{
-			b.str(tag.ReferencedSOPClassUID, src.SOPClassUID),
-			b.str(tag.ReferencedSOPInstanceUID, src.SOPInstanceUID),
-			b.seq(tag.PurposeOfReferenceCodeSequence, b.code(e.codeSourceImage())),
+			b.Str(tag.ReferencedSOPClassUID, src.SOPClassUID),
+			b.Str(tag.ReferencedSOPInstanceUID, src.SOPInstanceUID),
+			b.Seq(tag.PurposeOfReferenceCodeSequence, codeItem(b, e.codeSourceImage())),
 		}
 		if src.Frame > 0 {
 			// A frame of a multi-frame source (Image SOP Instance Reference macro).
-			source = append(source, b.str(tag.ReferencedFrameNumber, strconv.Itoa(src.Frame)))
+			source = append(source, b.Str(tag.ReferencedFrameNumber, strconv.Itoa(src.Frame)))
 		}
 		items[f] = []*dicom.Element{
-			b.seq(tag.DerivationImageSequence, []*dicom.Element{
-				b.seq(tag.SourceImageSequence, source),
-				b.seq(tag.DerivationCodeSequence, b.code(e.codeSegmentation())),
+			b.Seq(tag.DerivationImageSequence, []*dicom.Element{
+				b.Seq(tag.SourceImageSequence, source),
+				b.Seq(tag.DerivationCodeSequence, codeItem(b, e.codeSegmentation())),
 			}),
-			b.seq(tag.FrameContentSequence, []*dicom.Element{
-				b.ints(tag.DimensionIndexValues, fr.segment, fr.k+1),
+			b.Seq(tag.FrameContentSequence, []*dicom.Element{
+				b.Ints(tag.DimensionIndexValues, fr.segment, fr.k+1),
 			}),
-			b.seq(tag.PlanePositionSequence, []*dicom.Element{
-				b.ds(tag.ImagePositionPatient, src.Position[0], src.Position[1], src.Position[2]),
+			b.Seq(tag.PlanePositionSequence, []*dicom.Element{
+				b.DS(tag.ImagePositionPatient, src.Position[0], src.Position[1], src.Position[2]),
 			}),
-			b.seq(tag.SegmentIdentificationSequence, []*dicom.Element{
-				b.ints(tag.ReferencedSegmentNumber, fr.segment),
+			b.Seq(tag.SegmentIdentificationSequence, []*dicom.Element{
+				b.Ints(tag.ReferencedSegmentNumber, fr.segment),
 			}),
 		}
 	}
-	return b.seq(tag.PerFrameFunctionalGroupsSequence, items...)
+	return b.Seq(tag.PerFrameFunctionalGroupsSequence, items...)
 }
 
 // dimensionIndex declares the two dimensions of DimensionIndexValues: segment
 // number, then plane position.
-func (e *encoder) dimensionIndex(b *builder) *dicom.Element {
+func (e *encoder) dimensionIndex(b *dicomds.Builder) *dicom.Element {
 	dim := func(index, group tag.Tag, label string) []*dicom.Element {
 		return []*dicom.Element{
-			b.str(tag.DimensionOrganizationUID, e.dimOrg),
-			b.ints(tag.DimensionIndexPointer, int(index.Group), int(index.Element)),
-			b.ints(tag.FunctionalGroupPointer, int(group.Group), int(group.Element)),
-			b.str(tag.DimensionDescriptionLabel, label),
+			b.Str(tag.DimensionOrganizationUID, e.dimOrg),
+			b.Ints(tag.DimensionIndexPointer, int(index.Group), int(index.Element)),
+			b.Ints(tag.FunctionalGroupPointer, int(group.Group), int(group.Element)),
+			b.Str(tag.DimensionDescriptionLabel, label),
 		}
 	}
-	return b.seq(tag.DimensionIndexSequence,
+	return b.Seq(tag.DimensionIndexSequence,
 		dim(tag.ReferencedSegmentNumber, tag.SegmentIdentificationSequence, "ReferencedSegmentNumber"),
 		dim(tag.ImagePositionPatient, tag.PlanePositionSequence, "ImagePositionPatient"),
 	)
 }
 
 // referencedSeries lists every source instance (Common Instance Reference).
-func (e *encoder) referencedSeries(b *builder) *dicom.Element {
+func (e *encoder) referencedSeries(b *dicomds.Builder) *dicom.Element {
 	var refs [][]*dicom.Element
 	seen := make(map[string]bool, len(e.v.Slices))
 	for _, s := range e.v.Slices {
@@ -586,13 +553,13 @@ func (e *encoder) referencedSeries(b *builder) *dicom.Element {
 		}
 		seen[s.SOPInstanceUID] = true
 		refs = append(refs, []*dicom.Element{
-			b.str(tag.ReferencedSOPClassUID, s.SOPClassUID),
-			b.str(tag.ReferencedSOPInstanceUID, s.SOPInstanceUID),
+			b.Str(tag.ReferencedSOPClassUID, s.SOPClassUID),
+			b.Str(tag.ReferencedSOPInstanceUID, s.SOPInstanceUID),
 		})
 	}
-	return b.seq(tag.ReferencedSeriesSequence, []*dicom.Element{
-		b.str(tag.SeriesInstanceUID, e.v.SeriesInstanceUID),
-		b.seq(tag.ReferencedInstanceSequence, refs...),
+	return b.Seq(tag.ReferencedSeriesSequence, []*dicom.Element{
+		b.Str(tag.SeriesInstanceUID, e.v.SeriesInstanceUID),
+		b.Seq(tag.ReferencedInstanceSequence, refs...),
 	})
 }
 
@@ -618,36 +585,6 @@ func mustPixelValue(p dicom.PixelDataInfo) dicom.Value {
 		panic(fmt.Sprintf("dicomseg: pixel data value: %v", err))
 	}
 	return val
-}
-
-// headerStrings returns the string values of t in h and whether h has t.
-func headerStrings(h *dicom.Dataset, t tag.Tag) ([]string, bool) {
-	el, err := h.FindElementByTag(t)
-	if err != nil || el.Value == nil {
-		return []string{}, false
-	}
-	s, ok := el.Value.GetValue().([]string)
-	if !ok {
-		return []string{}, false
-	}
-	// Trim the padding some parsers leave in place.
-	out := make([]string, len(s))
-	for i, x := range s {
-		out[i] = strings.TrimRight(x, " \x00")
-	}
-	if len(out) == 1 && out[0] == "" {
-		out = []string{}
-	}
-	return out, true
-}
-
-// headerString returns the first value of t in h, or "".
-func headerString(h *dicom.Dataset, t tag.Tag) string {
-	s, _ := headerStrings(h, t)
-	if len(s) == 0 {
-		return ""
-	}
-	return s[0]
 }
 
 // validCS reports whether s is a valid single Code String value.
@@ -693,14 +630,4 @@ func checkCode(c Code) error {
 		return fmt.Errorf("%+v: backslash in value or scheme", c)
 	}
 	return nil
-}
-
-// isASCII reports whether s is 7-bit ASCII.
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
-			return false
-		}
-	}
-	return true
 }

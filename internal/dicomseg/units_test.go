@@ -3,7 +3,6 @@ package dicomseg
 import (
 	"math"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 )
@@ -31,42 +30,6 @@ func TestCIELab_Known(t *testing.T) {
 				if math.Abs(float64(got[i])-want[i]) > 15 {
 					t.Errorf("cieLab(%v)[%d] = %d, want %.0f", tt.rgb, i, got[i], want[i])
 				}
-			}
-		})
-	}
-}
-
-func TestFormatDS_Fits(t *testing.T) {
-	tests := []struct {
-		name  string
-		v     float64
-		want  string
-		exact bool
-	}{
-		{"Integer", 5, "5", true},
-		{"Short", -120.5, "-120.5", true},
-		{"SixDecimals", -101.123456, "-101.123456", true},
-		{"SixteenChars", -123.45678901234, "-123.45678901234", true},
-		{"TooLong", 0.7071067811865476, "0.70710678118655", false},
-		{"TooLongNegative", -0.7071067811865476, "-0.7071067811865", false},
-		{"Tiny", 6.123233995736766e-17, "6.1232339957e-17", false},
-		{"Zero", 0, "0", true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got := formatDS(tt.v)
-			if got != tt.want {
-				t.Errorf("formatDS(%v) = %q, want %q", tt.v, got, tt.want)
-			}
-			if len(got) > 16 {
-				t.Errorf("formatDS(%v) = %q: longer than 16", tt.v, got)
-			}
-			back, err := strconv.ParseFloat(got, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if tt.exact && back != tt.v {
-				t.Errorf("formatDS(%v) = %q reads back as %v", tt.v, got, back)
 			}
 		})
 	}

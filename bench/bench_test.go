@@ -195,6 +195,9 @@ func TestBench(t *testing.T) {
 	if want("jobs") {
 		e.benchJobs()
 	}
+	if want("refuse") {
+		e.benchRefuse()
+	}
 	e.write()
 }
 
@@ -1250,4 +1253,67 @@ func (e *env) write() {
 		e.t.Fatal(err)
 	}
 	e.t.Logf("wrote bench/results.json and bench/RESULTS.md")
+}
+
+// ---- refuse ----
+
+// benchRefuse stores a 600-slice 512x512 series (300 MB) and runs a serve
+// whose voxel limit is 100 such slices: the job must fail from Orthanc's
+// instance count and the first header, before any instance is downloaded,
+// while the worker's memory stays near its idle figure.
+func (e *env) benchRefuse() {
+	const slices, limitSlices = 600, 100
+	id := e.upload(e.makeBig(slices))
+	port := orthanctest.FreePort(e.t)
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	p := e.start([]string{"serve"}, e.serveEnv(port, map[string]string{
+		"SEGBRIDGE_MAX_VOXELS": fmt.Sprint(512 * 512 * limitSlices),
+	}))
+	waitHTTP(e.t, base+"/healthz", p)
+	defer p.stop()
+	idle := procStatusKiB(e.t, p.cmd.Process.Pid, "VmRSS")
+	var j jobView
+	if code := post(e.t, base+"/v1/series/"+id+"/segment?model=head-threshold", "", nil, &j); code != http.StatusAccepted {
+		e.t.Fatalf("trigger: %d %+v", code, j)
+	}
+	start := time.Now()
+	deadline := start.Add(5 * time.Minute)
+	for j.State != "failed" && j.State != "done" && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+		getJSON(e.t, base+"/v1/jobs/"+j.ID, &j)
+	}
+	took := float64(time.Since(start).Microseconds()) / 1000
+	peak := procStatusKiB(e.t, p.cmd.Process.Pid, "VmHWM")
+	if j.State != "failed" || !strings.Contains(j.Error, "SEGBRIDGE_MAX_VOXELS") {
+		e.t.Fatalf("the oversized series ended %s: %s", j.State, j.Error)
+	}
+	sec := Section{Title: fmt.Sprintf("Refusing a series over the limits: %d x 512x512 (300 MB), SEGBRIDGE_MAX_VOXELS = %d slices' worth", slices, limitSlices)}
+	sec.Figures = append(sec.Figures,
+		fig("serve RSS when idle, before the trigger", "MiB", []float64{idle / 1024}, ""),
+		fig("serve peak RSS (VmHWM) after the job failed", "MiB", []float64{peak / 1024}, "the series' files alone are 300 MB"),
+		fig("trigger to failed", "ms", []float64{took}, j.Error),
+	)
+	e.add(sec)
+	e.target("a 600-slice 512x512 series over the limit is refused with the worker's memory near idle", "peak - idle <= 50 MiB",
+		(peak-idle)/1024, "MiB", (peak-idle)/1024 <= 50)
+}
+
+// procStatusKiB reads one "kB" field of /proc/<pid>/status.
+func procStatusKiB(t *testing.T, pid int, field string) float64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			var kib float64
+			if _, err := fmt.Sscanf(strings.TrimSpace(v), "%f kB", &kib); err != nil {
+				t.Fatalf("%s: %q", field, line)
+			}
+			return kib
+		}
+	}
+	t.Fatalf("no %s in /proc/%d/status", field, pid)
+	return 0
 }

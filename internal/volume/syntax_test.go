@@ -29,10 +29,10 @@ func TestTransferSyntaxDecoding(t *testing.T) {
 		{"1.2.840.10008.1.2.4.201", DecodeFrames},
 		{"1.2.840.10008.1.2.4.202", DecodeFrames},
 		{"1.2.840.10008.1.2.4.203", DecodeFrames},
-		{"1.2.840.10008.1.2.4.50", DecodeByOrthanc},
-		{"1.2.840.10008.1.2.4.51", DecodeByOrthanc},
-		{"1.2.840.10008.1.2.4.57", DecodeByOrthanc},
-		{"1.2.840.10008.1.2.4.70", DecodeByOrthanc},
+		{"1.2.840.10008.1.2.4.50", DecodeInProcess},
+		{"1.2.840.10008.1.2.4.51", DecodeInProcess},
+		{"1.2.840.10008.1.2.4.57", DecodeInProcess},
+		{"1.2.840.10008.1.2.4.70", DecodeInProcess},
 		{"1.2.840.10008.1.2.4.80", DecodeByOrthanc},
 		{"1.2.840.10008.1.2.4.81", DecodeByOrthanc},
 		// Never sent to Orthanc: JPEG 2000 Part 2, JPIP, MPEG, JPEG XL,
@@ -100,6 +100,10 @@ func TestParseInstance_InProcessSyntaxesMatchUncompressed(t *testing.T) {
 		{"RLE, 2 fragments per frame", "rle", []string{"--fragments", "2"}, tsRLELossless},
 		{"deflate by dcmconv", "deflate", nil, tsDeflatedLE},
 		{"big endian by dcmconv", "big-endian", nil, tsExplicitBE},
+		{"JPEG lossless by dcmcjpeg +el", "jpeg-lossless", nil, tsJPEGLossless},
+		{"JPEG lossless SV1 by dcmcjpeg +e1", "jpeg-lossless-sv1", nil, tsJPEGLosslessSV1},
+		// Without a Basic Offset Table, frames are found by their SOI marker.
+		{"JPEG lossless SV1, 3 fragments per frame, no offset table", "jpeg-lossless-sv1", []string{"--fragments", "3", "--no-bot"}, tsJPEGLosslessSV1},
 	}
 	for _, s := range series {
 		t.Run(s.name, func(t *testing.T) {

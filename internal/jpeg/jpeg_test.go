@@ -135,7 +135,7 @@ func TestDecode_Rejects(t *testing.T) {
 		{name: "baseline scan of garbage", src: append(bytes.Clone(baseline[:sosB+10]), bytes.Repeat([]byte{0xfe, 0x01}, 400)...), wantErr: "block"},
 		{name: "segment length past the end", src: with(baseline, 4, 0xff, 0xff), wantErr: "runs past the"},
 		{name: "scan before frame", src: append([]byte{0xff, 0xd8}, baseline[sosB:]...), wantErr: "scan (SOS) before the frame header"},
-		{name: "restart markers missing", src: append(append([]byte{0xff, 0xd8, 0xff, markerDRI, 0, 4, 0, 3}, baseline[2:]...)), wantErr: "restart marker RST0"},
+		{name: "restart markers missing", src: append([]byte{0xff, 0xd8, 0xff, markerDRI, 0, 4, 0, 3}, baseline[2:]...), wantErr: "restart marker RST0"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

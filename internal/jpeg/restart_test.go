@@ -62,7 +62,7 @@ func TestDecode_RestartIntervals(t *testing.T) {
 	t.Run("lossless", func(t *testing.T) {
 		tmpl := template(s16, "+el")
 		for _, tt := range []struct {
-			s                 slice
+			s                slice
 			p, sv, pt, lines int
 		}{
 			{s16, 16, 1, 0, 1},

@@ -32,6 +32,9 @@ func (h *huffTable) build(counts [16]int, symbols []byte) error {
 		if n > 0 {
 			h.valPtr[l] = int32(k) - code
 			for range n {
+				if code >= 1<<l {
+					return fmt.Errorf("%d codes of up to %d bits overfill the code space", k+1, l)
+				}
 				if l <= lookBits {
 					shift := lookBits - l
 					for i := code << shift; i < (code+1)<<shift; i++ {
@@ -42,9 +45,6 @@ func (h *huffTable) build(counts [16]int, symbols []byte) error {
 				k++
 			}
 			h.maxCode[l] = code - 1
-		}
-		if code > 1<<l {
-			return fmt.Errorf("%d codes of up to %d bits overfill the code space", k, l)
 		}
 		code <<= 1
 	}

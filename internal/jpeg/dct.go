@@ -68,7 +68,7 @@ func (d *decoder) sequential(dc, ac *huffTable, q *[64]int32) error {
 			}
 			pred += br.receiveExtend(int(t))
 			coef[0] = float64(pred * q[0])
-			acOnly := false
+			hasAC := false
 			for k := 1; k < 64; k++ {
 				rs, err := br.decode(ac)
 				if err != nil {
@@ -87,9 +87,9 @@ func (d *decoder) sequential(dc, ac *huffTable, q *[64]int32) error {
 					return fmt.Errorf("block %d,%d: AC run past coefficient 63", bx, by)
 				}
 				coef[zigzag[k]] = float64(br.receiveExtend(s) * q[k])
-				acOnly = true
+				hasAC = true
 			}
-			if !acOnly {
+			if !hasAC {
 				// A flat block: only the DC term.
 				v := clamp(int32(math.Round(coef[0]/8+shift)), maxSample)
 				for i := range block {

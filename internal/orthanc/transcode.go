@@ -26,10 +26,10 @@ import (
 // plugin, and with Debian's orthanc-gdcm a transcode of a lossy JPEG 2000
 // instance can kill the whole Orthanc process: segbridge's download would
 // take the hospital's PACS down. So the allowlist is volume's DecodeByOrthanc
-// syntaxes (JPEG baseline, extended, lossless, JPEG-LS), which Orthanc's
-// built-in DCMTK codecs decode; segbridge decodes JPEG 2000, HTJ2K, RLE and
-// deflate itself (internal/volume, internal/codec) and refuses any other
-// syntax by name without asking Orthanc.
+// syntaxes (JPEG-LS), which Orthanc's built-in DCMTK codecs decode;
+// segbridge decodes JPEG (baseline, extended, lossless; internal/jpeg),
+// JPEG 2000, HTJ2K, RLE and deflate itself (internal/volume, internal/codec)
+// and refuses any other syntax by name without asking Orthanc.
 //
 // Why the GDCM check: Orthanc tries decoding plugins before its built-in
 // codecs ("BuiltinDecoderTranscoderOrder": "After" is the default), and

@@ -54,9 +54,7 @@ func TestUncompressedInstanceFile(t *testing.T) {
 		{name: "explicit LE is used as stored", stored: native},
 		{name: "implicit LE is used as stored", stored: part10("1.2.840.10008.1.2")},
 		{name: "not DICOM is left to the parser", stored: []byte("garbage")},
-		{name: "JPEG lossless is transcoded", stored: part10("1.2.840.10008.1.2.4.70"),
-			transcode: func(string) ([]byte, error) { return native, nil }, wantAsked: 1},
-		{name: "JPEG baseline is transcoded", stored: part10("1.2.840.10008.1.2.4.50"),
+		{name: "JPEG-LS lossless is transcoded", stored: part10("1.2.840.10008.1.2.4.80"),
 			transcode: func(string) ([]byte, error) { return native, nil }, wantAsked: 1},
 		{name: "JPEG-LS near-lossless is transcoded", stored: part10("1.2.840.10008.1.2.4.81"),
 			transcode: func(string) ([]byte, error) { return native, nil }, wantAsked: 1},
@@ -67,9 +65,12 @@ func TestUncompressedInstanceFile(t *testing.T) {
 		{name: "HTJ2K is never sent to Orthanc", stored: part10("1.2.840.10008.1.2.4.201")},
 		{name: "JPEG 2000 Part 2 is never sent to Orthanc", stored: part10("1.2.840.10008.1.2.4.92")},
 		{name: "RLE is decoded here", stored: part10("1.2.840.10008.1.2.5")},
+		{name: "JPEG lossless is decoded here", stored: part10("1.2.840.10008.1.2.4.70")},
+		{name: "JPEG baseline is decoded here", stored: part10("1.2.840.10008.1.2.4.50")},
+		{name: "JPEG extended is decoded here", stored: part10("1.2.840.10008.1.2.4.51")},
 		{name: "deflate is decoded here", stored: part10("1.2.840.10008.1.2.1.99")},
 		{name: "an unknown syntax is never sent to Orthanc", stored: part10("1.2.826.0.1.3680043.99")},
-		{name: "Orthanc refusing a JPEG file is a permanent reason", stored: part10("1.2.840.10008.1.2.4.70"),
+		{name: "Orthanc refusing a JPEG-LS file is a permanent reason", stored: part10("1.2.840.10008.1.2.4.80"),
 			transcode: func(string) ([]byte, error) {
 				return nil, &HTTPError{Method: "POST", Path: "/x", StatusCode: http.StatusInternalServerError,
 					Message: "Internal error (Cannot transcode to transfer syntax: 1.2.840.10008.1.2.1)"}
@@ -107,7 +108,7 @@ func TestUncompressedInstanceFile(t *testing.T) {
 }
 
 func TestUncompressedInstanceFile_GDCMGuard(t *testing.T) {
-	jpeg := part10("1.2.840.10008.1.2.4.51")
+	jpeg := part10("1.2.840.10008.1.2.4.81") // JPEG-LS, the family Orthanc still transcodes
 	native := part10(ExplicitVRLittleEndian)
 	tests := []struct {
 		name        string

@@ -11,8 +11,8 @@ import (
 // Table, then fragments. A frame is one or more consecutive fragments. Which
 // fragments make which frame is told by the Basic Offset Table when it is
 // filled in, is trivial when there is one frame or one fragment per frame,
-// and otherwise can be recovered for JPEG 2000 only, whose codestreams start
-// with a marker of their own. Everything here is bounded by the input: items
+// and otherwise can be recovered for JPEG 2000 and JPEG, whose codestreams
+// start with a marker of their own (SOC, SOI). Everything here is bounded by the input: items
 // are slices of the file, and a frame is at most the file's size.
 
 // j2kSOC starts every JPEG 2000 codestream: SOC then SIZ.
@@ -21,6 +21,9 @@ var j2kSOC = []byte{0xff, 0x4f, 0xff, 0x51}
 // jp2Signature starts a JP2 file, which some writers encapsulate instead of a
 // bare codestream.
 var jp2Signature = []byte{0, 0, 0, 0x0c, 'j', 'P', ' ', ' '}
+
+// jpegSOI starts every JPEG codestream: the SOI marker.
+var jpegSOI = []byte{0xff, 0xd8}
 
 // startsJ2K reports whether b starts a JPEG 2000 codestream or JP2 file.
 func startsJ2K(b []byte) bool {
@@ -49,16 +52,20 @@ func splitFrames(items [][]byte, frames int, ts string) ([][]byte, error) {
 		for i := range starts {
 			starts[i] = i
 		}
-	case isJ2K(ts):
+	case isJ2K(ts) || isJPEG(ts):
 		starts = starts[:0]
+		what := "JPEG 2000"
+		if isJPEG(ts) {
+			what = "JPEG"
+		}
 		for i, f := range frags {
-			if startsJ2K(f) {
+			if (isJ2K(ts) && startsJ2K(f)) || (isJPEG(ts) && bytes.HasPrefix(f, jpegSOI)) {
 				starts = append(starts, i)
 			}
 		}
 		if len(starts) != frames || starts[0] != 0 {
-			return nil, fmt.Errorf("cannot tell which of the %d fragments make which of the %d frames: %v, and %d fragments start a JPEG 2000 codestream",
-				len(frags), frames, botErr, len(starts))
+			return nil, fmt.Errorf("cannot tell which of the %d fragments make which of the %d frames: %v, and %d fragments start a %s codestream",
+				len(frags), frames, botErr, len(starts), what)
 		}
 	default:
 		return nil, fmt.Errorf("cannot tell which of the %d fragments make which of the %d frames: %v", len(frags), frames, botErr)

@@ -109,8 +109,8 @@ func (in *Instance) Pixels() []float32 {
 // ParseInstance parses one DICOM Part-10 file holding a greyscale image: a
 // classic single-frame instance, or an enhanced multi-frame one whose
 // geometry is in per-frame or shared functional groups (see
-// Instance.Frames). Uncompressed, deflated and RLE Lossless pixel data are
-// read; JPEG 2000 needs a Parser with a FrameDecoder. Every error wraps
+// Instance.Frames). Uncompressed, deflated, RLE Lossless and JPEG (baseline,
+// extended, lossless) pixel data are read; JPEG 2000 needs a Parser with a FrameDecoder. Every error wraps
 // ErrInvalidSeries: a non-image object, a transfer syntax this package does
 // not decode, a multi-frame object without functional groups, a pixel format
 // other than 8/16/32-bit MONOCHROME2 integers, missing or corrupt geometry,

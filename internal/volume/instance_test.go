@@ -191,6 +191,11 @@ func TestParseInstance_Rejections(t *testing.T) {
 			wantErr: "pixel data is not encapsulated although transfer syntax JPEG 2000 Image Compression (Lossless Only) (1.2.840.10008.1.2.4.90) is",
 		},
 		{
+			name:    "JPEG lossless pixel data not encapsulated",
+			modify:  func(s *synth) { s.ts = "1.2.840.10008.1.2.4.70" },
+			wantErr: "pixel data is not encapsulated although transfer syntax JPEG Lossless",
+		},
+		{
 			name:    "a syntax nobody here decodes",
 			modify:  func(s *synth) { s.ts = "1.2.840.10008.1.2.4.100" },
 			wantErr: "series is stored with transfer syntax 1.2.840.10008.1.2.4.100 (MPEG2 Main Profile / Main Level), which segbridge cannot decode",
@@ -207,8 +212,8 @@ func TestParseInstance_Rejections(t *testing.T) {
 			wantErr: "transfer syntax 1.2.826.0.1.3680043.99 (unknown transfer syntax), which segbridge cannot decode",
 		},
 		{
-			name:    "JPEG lossless not transcoded by Orthanc",
-			modify:  func(s *synth) { s.ts = "1.2.840.10008.1.2.4.70" },
+			name:    "JPEG-LS not transcoded by Orthanc",
+			modify:  func(s *synth) { s.ts = "1.2.840.10008.1.2.4.80" },
 			wantErr: "which segbridge has Orthanc transcode on download; these bytes were not transcoded",
 		},
 		{

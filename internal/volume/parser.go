@@ -67,8 +67,8 @@ func (f *Frame) Describe() string {
 }
 
 // Parser parses instances, decoding compressed pixel data. The zero Parser
-// reads uncompressed, deflated and RLE instances and refuses JPEG 2000 for
-// want of a decoder.
+// reads uncompressed, deflated, RLE and JPEG (baseline, extended, lossless)
+// instances and refuses JPEG 2000 for want of a decoder.
 type Parser struct {
 	// Decoder decodes JPEG 2000 and HTJ2K frames; nil refuses them.
 	Decoder FrameDecoder
@@ -106,8 +106,8 @@ func (e *passUp) Error() string { return e.err.Error() }
 func (e *passUp) Unwrap() error { return e.err }
 
 // ParseInstance parses one DICOM Part-10 file, as the package function
-// ParseInstance does, and decodes its pixel data if compressed: deflated and
-// RLE Lossless here, JPEG 2000 and HTJ2K through p.Decoder. Every error wraps
+// ParseInstance does, and decodes its pixel data if compressed: deflated,
+// RLE Lossless and JPEG here, JPEG 2000 and HTJ2K through p.Decoder. Every error wraps
 // ErrInvalidSeries except those the decoder returns as not the input's fault
 // (see FrameDecoder) and ctx's.
 //
@@ -251,7 +251,7 @@ type pixelSource struct {
 // Uncompressed pixels are the file's own bytes, not a copy.
 func (s *pixelSource) pixels(in *Instance, frames int) ([]byte, error) {
 	if s.scan.items == nil {
-		if s.scan.ts == tsRLELossless || isJ2K(s.scan.ts) {
+		if s.scan.ts == tsRLELossless || isJ2K(s.scan.ts) || isJPEG(s.scan.ts) {
 			return nil, fmt.Errorf("pixel data is not encapsulated although transfer syntax %s is", describeSyntax(s.scan.ts))
 		}
 		return s.scan.pixel.native, nil
@@ -273,6 +273,16 @@ func (s *pixelSource) pixels(in *Instance, frames int) ([]byte, error) {
 			if err := decodeRLE(d, out[int64(f)*plane:int64(f+1)*plane], bps); err != nil {
 				return nil, fmt.Errorf("%s%s: %w", describeSyntax(s.scan.ts), frameSuffix(f, frames), err)
 			}
+		}
+		return out, nil
+	}
+	if isJPEG(s.scan.ts) {
+		if err := jpegFrames(data, in.Rows, in.Cols, in.pix, out); err != nil {
+			if frames == 1 {
+				// A single frame needs no number.
+				err = errors.Unwrap(err)
+			}
+			return nil, fmt.Errorf("%s: %w", describeSyntax(s.scan.ts), err)
 		}
 		return out, nil
 	}

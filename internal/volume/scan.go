@@ -133,7 +133,7 @@ func checkStructure(data []byte) (fileScan, error) {
 		return scan, nil
 	}
 	dec := TransferSyntaxDecoding(ts)
-	w := walker{b: data, bo: bo, implicit: implicit, encapsulated: dec == DecodeFrames || ts == tsRLELossless}
+	w := walker{b: data, bo: bo, implicit: implicit, encapsulated: dec == DecodeFrames || ts == tsRLELossless || isJPEG(ts)}
 	for pos < len(data) {
 		next, _, err := w.element(pos, len(data), 0)
 		if err != nil {

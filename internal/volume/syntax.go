@@ -14,14 +14,16 @@ import (
 // decoder, chosen for safety first:
 //
 //   - uncompressed syntaxes are read as they are;
-//   - RLE Lossless and deflate are decoded here, in pure Go, in process
-//     (a malformed stream can only make Go code return an error or panic,
-//     and ParseInstance recovers from panics);
+//   - RLE Lossless, deflate and the JPEG processes of T.81 (baseline,
+//     extended, lossless, lossless SV1; internal/jpeg) are decoded here, in
+//     pure Go, in process (a malformed stream can only make Go code return
+//     an error or panic, and ParseInstance recovers from panics); with
+//     Debian's orthanc-gdcm plugin loaded, Orthanc 1.10.1 crashes within a
+//     few dozen transcodes of JPEG, so it is never asked to;
 //   - JPEG 2000 and HTJ2K go to a FrameDecoder, in segbridge OpenJPEG run in
 //     child processes (internal/codec), because a C decoder fed bytes from
 //     any modality on the network can crash, hang or allocate without bound;
-//   - the JPEG family (baseline, extended, lossless, JPEG-LS) is transcoded by
-//     Orthanc's built-in DCMTK codecs, which Orthanc tries before any plugin;
+//   - JPEG-LS is transcoded by Orthanc's built-in DCMTK codecs;
 //   - nothing else is ever sent to Orthanc for transcoding: with Debian's
 //     orthanc-gdcm plugin loaded, a transcode of a lossy JPEG 2000 instance can
 //     kill the whole Orthanc process, so a syntax not on the list above fails
@@ -56,13 +58,14 @@ const (
 	DecodeNone Decoding = iota
 	// DecodeNative: uncompressed pixels, read as they are.
 	DecodeNative
-	// DecodeInProcess: RLE Lossless and Deflated Explicit VR Little Endian,
-	// decoded by this package in pure Go.
+	// DecodeInProcess: RLE Lossless, Deflated Explicit VR Little Endian and
+	// JPEG baseline, extended, lossless and lossless SV1, decoded by this
+	// package (JPEG with internal/jpeg) in pure Go.
 	DecodeInProcess
 	// DecodeFrames: JPEG 2000 and HTJ2K, decoded frame by frame by the
 	// Parser's FrameDecoder.
 	DecodeFrames
-	// DecodeByOrthanc: the JPEG family that Orthanc's built-in DCMTK codecs
+	// DecodeByOrthanc: JPEG-LS, which Orthanc's built-in DCMTK codecs
 	// decode; the file is fetched transcoded to Explicit VR Little Endian.
 	DecodeByOrthanc
 )
@@ -73,11 +76,11 @@ func TransferSyntaxDecoding(ts string) Decoding {
 	switch ts {
 	case tsImplicitLE, tsExplicitLE, tsExplicitBE:
 		return DecodeNative
-	case tsDeflatedLE, tsRLELossless:
+	case tsDeflatedLE, tsRLELossless, tsJPEGBaseline, tsJPEGExtended, tsJPEGLossless, tsJPEGLosslessSV1:
 		return DecodeInProcess
 	case tsJ2KLossless, tsJ2K, tsHTJ2KLossless, tsHTJ2KLosslessRPCL, tsHTJ2K:
 		return DecodeFrames
-	case tsJPEGBaseline, tsJPEGExtended, tsJPEGLossless, tsJPEGLosslessSV1, tsJPEGLSLossless, tsJPEGLSNear:
+	case tsJPEGLSLossless, tsJPEGLSNear:
 		return DecodeByOrthanc
 	}
 	return DecodeNone
@@ -105,6 +108,16 @@ func TransferSyntaxName(ts string) string {
 // (1.2.840.10008.1.2.4.91)".
 func describeSyntax(ts string) string {
 	return fmt.Sprintf("%s (%s)", TransferSyntaxName(ts), ts)
+}
+
+// isJPEG reports whether ts holds JPEG (T.81) codestreams that
+// internal/jpeg decodes.
+func isJPEG(ts string) bool {
+	switch ts {
+	case tsJPEGBaseline, tsJPEGExtended, tsJPEGLossless, tsJPEGLosslessSV1:
+		return true
+	}
+	return false
 }
 
 // isJ2K reports whether ts holds JPEG 2000 codestreams (HTJ2K included).
@@ -167,10 +180,10 @@ func nativeTransferSyntax(ts string) (binary.ByteOrder, bool, error) {
 	case DecodeByOrthanc:
 		return nil, false, fmt.Errorf("series is stored with transfer syntax %s (%s), which segbridge has Orthanc "+
 			"transcode on download; these bytes were not transcoded (decompress the files first, e.g. with "+
-			"dcmdjpeg or dcmdjpls, or fetch them through Orthanc)", ts, TransferSyntaxName(ts))
+			"dcmdjpls, or fetch them through Orthanc)", ts, TransferSyntaxName(ts))
 	}
 	return nil, false, fmt.Errorf("series is stored with transfer syntax %s (%s), which segbridge cannot decode: "+
-		"it reads uncompressed, deflated, RLE, JPEG 2000 and HTJ2K pixel data itself, and has Orthanc transcode "+
-		"JPEG baseline, extended, lossless and JPEG-LS; send the series in one of those",
+		"it reads uncompressed, deflated, RLE, JPEG baseline, extended and lossless, JPEG 2000 and HTJ2K pixel "+
+		"data itself, and has Orthanc transcode JPEG-LS; send the series in one of those",
 		ts, TransferSyntaxName(ts))
 }

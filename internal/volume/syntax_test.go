@@ -5,7 +5,9 @@ import (
 	"compress/flate"
 	"errors"
 	"fmt"
+	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -29,10 +31,10 @@ func TestTransferSyntaxDecoding(t *testing.T) {
 		{"1.2.840.10008.1.2.4.201", DecodeFrames},
 		{"1.2.840.10008.1.2.4.202", DecodeFrames},
 		{"1.2.840.10008.1.2.4.203", DecodeFrames},
-		{"1.2.840.10008.1.2.4.50", DecodeByOrthanc},
-		{"1.2.840.10008.1.2.4.51", DecodeByOrthanc},
-		{"1.2.840.10008.1.2.4.57", DecodeByOrthanc},
-		{"1.2.840.10008.1.2.4.70", DecodeByOrthanc},
+		{"1.2.840.10008.1.2.4.50", DecodeInProcess},
+		{"1.2.840.10008.1.2.4.51", DecodeInProcess},
+		{"1.2.840.10008.1.2.4.57", DecodeInProcess},
+		{"1.2.840.10008.1.2.4.70", DecodeInProcess},
 		{"1.2.840.10008.1.2.4.80", DecodeByOrthanc},
 		{"1.2.840.10008.1.2.4.81", DecodeByOrthanc},
 		// Never sent to Orthanc: JPEG 2000 Part 2, JPIP, MPEG, JPEG XL,
@@ -100,6 +102,10 @@ func TestParseInstance_InProcessSyntaxesMatchUncompressed(t *testing.T) {
 		{"RLE, 2 fragments per frame", "rle", []string{"--fragments", "2"}, tsRLELossless},
 		{"deflate by dcmconv", "deflate", nil, tsDeflatedLE},
 		{"big endian by dcmconv", "big-endian", nil, tsExplicitBE},
+		{"JPEG lossless by dcmcjpeg +el", "jpeg-lossless", nil, tsJPEGLossless},
+		{"JPEG lossless SV1 by dcmcjpeg +e1", "jpeg-lossless-sv1", nil, tsJPEGLosslessSV1},
+		// Without a Basic Offset Table, frames are found by their SOI marker.
+		{"JPEG lossless SV1, 3 fragments per frame, no offset table", "jpeg-lossless-sv1", []string{"--fragments", "3", "--no-bot"}, tsJPEGLosslessSV1},
 	}
 	for _, s := range series {
 		t.Run(s.name, func(t *testing.T) {
@@ -198,4 +204,69 @@ func FuzzFileTransferSyntax(f *testing.F) {
 			t.Fatalf("not ok but ts %q", ts)
 		}
 	})
+}
+
+// TestParseInstance_JPEGLossyMatchesDCMTK: lossy JPEG decoded here is
+// within 1 of DCMTK's dcmdjpeg decode of the same files, through the whole
+// parse (classic and enhanced, 8 and 12 bits).
+func TestParseInstance_JPEGLossyMatchesDCMTK(t *testing.T) {
+	if _, err := exec.LookPath("dcmdjpeg"); err != nil {
+		t.Skip("dcmdjpeg not found: install dcmtk (make deps)")
+	}
+	tests := []struct {
+		name, syntax string
+		args         []string
+		want         string
+	}{
+		{"baseline, 8-bit", "jpeg-baseline", []string{"--bits", "8"}, tsJPEGBaseline},
+		{"extended, 12 of 16 bits", "jpeg-extended", []string{"--slope", "0.0625"}, tsJPEGExtended},
+		{"extended, enhanced MR", "jpeg-extended", []string{"--slope", "0.0625", "--enhanced"}, tsJPEGExtended},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := fixture.MakeSeries(t, false, append([]string{"--step", "3", "--seed", "41"}, tt.args...)...)
+			dir := fixture.Compress(t, src.Dir, tt.syntax)
+			ref := t.TempDir()
+			entries, err := os.ReadDir(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range entries {
+				if b, err := exec.Command("dcmdjpeg", "-q", filepath.Join(dir, e.Name()), filepath.Join(ref, e.Name())).CombinedOutput(); err != nil {
+					t.Fatalf("dcmdjpeg: %v\n%s", err, b)
+				}
+			}
+			got, want := parseFolder(t, Parser{}, dir), parseFolder(t, Parser{}, ref)
+			worst, n := 0.0, 0
+			for name, w := range want {
+				if ts, _ := FileTransferSyntax(mustRead(t, filepath.Join(dir, name))); ts != tt.want {
+					t.Fatalf("%s: transfer syntax %s, want %s", name, ts, tt.want)
+				}
+				wp, gp := planes([]*Instance{w}), planes([]*Instance{got[name]})
+				if len(wp) != len(gp) {
+					t.Fatalf("%s: %d planes, want %d", name, len(gp), len(wp))
+				}
+				for k := range wp {
+					a, b := gp[k].Pixels(), wp[k].Pixels()
+					for i := range a {
+						worst = max(worst, math.Abs(float64(a[i]-b[i]))/gp[k].RescaleSlope)
+					}
+					n++
+				}
+			}
+			t.Logf("%d planes: max difference from dcmdjpeg %g stored units", n, worst)
+			if worst > 1 {
+				t.Fatalf("differs from dcmdjpeg by up to %g stored units", worst)
+			}
+		})
+	}
+}
+
+func mustRead(t testing.TB, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

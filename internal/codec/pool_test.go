@@ -249,11 +249,11 @@ func mustDecode(t *testing.T, p *Pool, f *volume.Frame, dst []byte) {
 // faultCase runs a fault request on a fresh child (after one good frame, so
 // the child is warm) and checks how it fails, that the child is replaced,
 // and that the pool decodes the next frame.
-func faultCase(t *testing.T, cfg Config, op byte, wantErr string) time.Duration {
+func faultCase(t *testing.T, frame func(testing.TB) (*volume.Frame, []byte), cfg Config, op byte, wantErr string) time.Duration {
 	t.Helper()
 	cfg.faults, cfg.Size = true, 1
 	p := newTestPool(t, cfg)
-	f, dst := j2kFrame(t)
+	f, dst := frame(t)
 	mustDecode(t, p, f, dst)
 	before := livePIDs(p)
 	if len(before) != 1 {
@@ -283,17 +283,17 @@ func faultCase(t *testing.T, cfg Config, op byte, wantErr string) time.Duration 
 
 func TestPool_Faults(t *testing.T) {
 	t.Run("a decoder that crashes fails its frame, is replaced, the parent lives", func(t *testing.T) {
-		faultCase(t, Config{}, opFaultCrash, "JPEG 2000 decoder crashed: exit status 2: SIGSEGV")
+		faultCase(t, j2kFrame, Config{}, opFaultCrash, "JPEG 2000 decoder crashed: exit status 2: SIGSEGV")
 	})
 	t.Run("a decoder that hangs hits the frame timeout", func(t *testing.T) {
-		took := faultCase(t, Config{FrameTimeout: 300 * time.Millisecond, CPULimit: 10 * time.Second}, opFaultHang,
+		took := faultCase(t, j2kFrame, Config{FrameTimeout: 300 * time.Millisecond, CPULimit: 10 * time.Second}, opFaultHang,
 			"JPEG 2000 decoder did not finish within 300ms")
 		if took > 5*time.Second {
 			t.Errorf("the timeout took %v", took)
 		}
 	})
 	t.Run("a decoder that spins hits its CPU time limit", func(t *testing.T) {
-		took := faultCase(t, Config{FrameTimeout: 30 * time.Second, CPULimit: time.Second}, opFaultSpin,
+		took := faultCase(t, j2kFrame, Config{FrameTimeout: 30 * time.Second, CPULimit: time.Second}, opFaultSpin,
 			"it used more than its CPU time limit")
 		if took > 10*time.Second {
 			t.Errorf("the CPU limit took %v", took)

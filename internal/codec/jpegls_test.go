@@ -3,6 +3,7 @@ package codec
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -427,4 +428,34 @@ func TestPool_JPEGLSFaults(t *testing.T) {
 		faultCase(t, jlsFrame, Config{FrameTimeout: 30 * time.Second, CPULimit: time.Second}, opFaultSpin,
 			"it used more than its CPU time limit")
 	})
+}
+
+// slowJLS is a 334-byte JPEG-LS codestream for a 23x28 frame, found by
+// FuzzPool_JPEGLS, on which CharLS 2.4.1 computes for seconds before it
+// fails (its preset parameters, LSE, set MAXVAL 65535 for 16-bit samples):
+// what the CPU limit of a child is for.
+const slowJLS = "ffd8fff7000b10001c001701011100fff8000d01ffff0012004301140040ffda0008010100000000ff7b8fb06e0640c87505c8b0ec3596e326e3549988d08a0440480f126074579fb3ed952bb92b02232c0a8c10120a41481e5a42590d0e27ff6d84168c915a134238923f43f87d18e03c2689b0866c4add15d530c25f87f0f60242f8a28a80b17a1c4b23f0b23f40d819525c558b901644c068491aa0e45481f0ca40c6084d16850707c52d883349077488632a4e0012c2296e8a61a142184493f05e053aa5fcc29a1c590c608c0693a2480a01c2c802004150ec7d20c661445d92b1b7450021e4830360b4c50d82e1341e82d0160841683907c1b8493a89dc88d71ba008211ba0c4810d4118a7046450c4823589e469123694c4382d052539520040889abf1be0643f1d4621b8ee0388a5884c8d2a9c7443e11c2c80500478921828ca20413092fc0b80482250"
+
+func TestPool_JPEGLSThatComputesForSeconds(t *testing.T) {
+	f, want := jlsFrame(t)
+	data, err := hex.DecodeString(slowJLS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// CPU time, not the wall clock, so that a busy machine does not decide.
+	p := newTestPool(t, Config{Size: 1, FrameTimeout: time.Minute, CPULimit: time.Second})
+	mustDecode(t, p, f, want)
+	g := *f
+	g.Data = data
+	start := time.Now()
+	err = p.DecodeFrame(context.Background(), &g, make([]byte, g.Size()))
+	if !errors.Is(err, volume.ErrInvalidSeries) || !strings.Contains(err.Error(), "JPEG-LS decoder crashed: it used more than its CPU time limit") {
+		t.Fatalf("error %v, want the CPU time limit", err)
+	}
+	t.Logf("after %v: %v", time.Since(start), err)
+	dst := make([]byte, f.Size())
+	mustDecode(t, p, f, dst)
+	if !bytes.Equal(dst, want) {
+		t.Error("the frame decodes differently after the failure")
+	}
 }

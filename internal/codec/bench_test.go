@@ -25,21 +25,36 @@ func BenchmarkPool_CH2Uncompressed(b *testing.B) {
 	benchmarkParse(b, src.Dir)
 }
 
+// BenchmarkPool_CH2JPEGLS is the same series stored as JPEG-LS lossless and
+// near-lossless (NEAR 2) by dcmcjpls, decoded by CharLS.
+func BenchmarkPool_CH2JPEGLS(b *testing.B) {
+	src := fixture.MakeSeries(b, false, "--plane", "axial", "--seed", "500")
+	b.Run("lossless", func(b *testing.B) { benchmarkParse(b, dcmcjpls(b, src.Dir, "+el")) })
+	b.Run("near-lossless", func(b *testing.B) { benchmarkParse(b, dcmcjpls(b, src.Dir, "+en")) })
+}
+
 func benchmarkParse(b *testing.B, dir string) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		b.Fatal(err)
 	}
 	var files [][]byte
+	syntax := ""
 	for _, e := range entries {
 		data, err := os.ReadFile(filepath.Join(dir, e.Name()))
 		if err != nil {
 			b.Fatal(err)
 		}
+		if ts, _ := volume.FileTransferSyntax(data); codecFor(ts) == codecJLS {
+			data, syntax = asFrameSyntax(b, data)
+		}
 		files = append(files, data)
 	}
 	pool := newTestPool(b, Config{})
 	parser := volume.Parser{Decoder: pool}
+	if syntax != "" {
+		parser.Decoder = syntaxDecoder{syntax, pool}
+	}
 	parseAll := func() {
 		sem := make(chan struct{}, 8)
 		errs := make(chan error, len(files))

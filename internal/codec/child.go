@@ -23,7 +23,7 @@ const (
 
 // RunIfChild turns the process into a decoder child when a Pool started it,
 // and never returns then; otherwise it returns at once. main() and the
-// TestMain of every package whose tests decode JPEG 2000 must call it first
+// TestMain of every package whose tests decode JPEG 2000 or JPEG-LS must call it first
 // thing, since a Pool's children are re-executions of os.Executable().
 func RunIfChild() {
 	if os.Getenv(childEnv) != "1" {
@@ -34,7 +34,7 @@ func RunIfChild() {
 
 // serveChild answers requests on stdin until it closes. The protocol runs
 // on stdin and a duplicate of stdout; fd 1 itself is pointed at stderr, so
-// that anything the C library prints cannot corrupt a response.
+// that anything a C library prints cannot corrupt a response.
 func serveChild() int {
 	out, err := syscall.Dup(1)
 	if err == nil {
@@ -62,13 +62,22 @@ func childLoop(in *bufio.Reader, w *bufio.Writer) error {
 	if err != nil {
 		return err
 	}
-	lib, err := loadOpenJPEG(cfg.library)
+	// Each library is loaded on its own: a child without CharLS still
+	// decodes JPEG 2000, and the pool tells a JPEG-LS frame what to
+	// install. The pool replaces a child that lacked the library a frame
+	// needed, so a library installed later is found by the next one.
+	var hello [numLibraries]libraryState
+	j2k, err := loadOpenJPEG(cfg.libraries[libOpenJPEG])
 	if err != nil {
-		// Say why, and end: the pool does not keep a child that cannot
-		// decode, so a library installed later is found by the next one.
-		_ = writeMessage(w, statusUnavailable, []byte(err.Error()))
-		_ = w.Flush()
-		return nil
+		hello[libOpenJPEG] = libraryState{text: err.Error()}
+	} else {
+		hello[libOpenJPEG] = libraryState{loaded: true, text: j2k.version()}
+	}
+	jls, err := loadCharLS(cfg.libraries[libCharLS])
+	if err != nil {
+		hello[libCharLS] = libraryState{text: err.Error()}
+	} else {
+		hello[libCharLS] = libraryState{loaded: true, text: jls.version()}
 	}
 	if err := limitMemory(cfg.memoryLimit); err != nil {
 		return err
@@ -82,7 +91,7 @@ func childLoop(in *bufio.Reader, w *bufio.Writer) error {
 		fmt.Fprintln(os.Stderr, "codec child: CPU time limit exceeded")
 		os.Exit(exitCPULimit)
 	}()
-	if err := writeMessage(w, statusOK, []byte(lib.version())); err != nil {
+	if err := writeBlob(w, marshalHello(hello)); err != nil {
 		return err
 	}
 	if err := w.Flush(); err != nil {
@@ -102,12 +111,21 @@ func childLoop(in *bufio.Reader, w *bufio.Writer) error {
 		}
 		var derr error
 		switch {
-		case req.op == opDecode:
+		case isDecode(req.op):
 			if n := req.size(); cap(buf) < n {
 				buf = make([]byte, n)
 			}
 			buf = buf[:req.size()]
-			derr = lib.decode(req, buf)
+			switch {
+			case req.op == opDecodeJ2K && j2k != nil:
+				derr = j2k.decode(req, buf)
+			case req.op == opDecodeJLS && jls != nil:
+				derr = jls.decode(req, buf)
+			default:
+				// The pool checks the hello first; this answers a
+				// pool that did not.
+				derr = errors.New("the library for this codec is not loaded")
+			}
 		case cfg.faults:
 			derr = fault(req.op)
 		default:
@@ -128,9 +146,9 @@ func childLoop(in *bufio.Reader, w *bufio.Writer) error {
 }
 
 // limitMemory caps the child's address space (RLIMIT_AS) at its size now,
-// with OpenJPEG loaded, plus limit bytes: a codestream that makes the
+// with the libraries loaded, plus limit bytes: a codestream that makes a
 // decoder allocate without bound gets a failed allocation, which OpenJPEG
-// reports as an error, instead of the machine's memory.
+// and CharLS report as an error, instead of the machine's memory.
 func limitMemory(limit int64) error {
 	if limit <= 0 {
 		return nil

@@ -307,8 +307,9 @@ func (o *openJPEG) decode(r *request, dst []byte) error {
 
 // pack writes decoded values as native little-endian samples: the low
 // bitsStored bits of each (two's complement for negative values), shifted
-// to highBit, in bitsAllocated bits.
-func pack(vals []int32, dst []byte, bitsAllocated, bitsStored, highBit int) {
+// to highBit, in bitsAllocated bits. OpenJPEG hands over int32 values,
+// CharLS bytes or uint16s.
+func pack[T int32 | uint16 | uint8](vals []T, dst []byte, bitsAllocated, bitsStored, highBit int) {
 	mask := uint32(1)<<uint(bitsStored) - 1
 	if bitsStored >= 32 {
 		mask = ^uint32(0)

@@ -26,8 +26,11 @@ const (
 	DefaultFrameTimeout = 30 * time.Second
 	DefaultMemoryLimit  = 1 << 30
 	DefaultStartTimeout = 10 * time.Second
-	// DefaultLibrary is Debian's libopenjp2-7.
-	DefaultLibrary = "libopenjp2.so.7"
+	// DefaultOpenJPEGLibrary is Debian's libopenjp2-7.
+	DefaultOpenJPEGLibrary = "libopenjp2.so.7"
+	// DefaultCharLSLibrary is Debian's libcharls2 (CharLS 2.x, whose C
+	// API this package calls).
+	DefaultCharLSLibrary = "libcharls.so.2"
 )
 
 // Config configures a Pool. Every field has a default.
@@ -41,15 +44,19 @@ type Config struct {
 	// backstop behind FrameTimeout. Default FrameTimeout.
 	CPULimit time.Duration
 	// MemoryLimit is the address space (RLIMIT_AS) a child may take beyond
-	// its size at start, in bytes: what OpenJPEG may allocate for one frame.
-	// Default 1 GiB.
+	// its size at start, in bytes: what a decoder may allocate for one
+	// frame. Default 1 GiB.
 	MemoryLimit int64
-	// StartTimeout bounds a child's start: exec, loading OpenJPEG, hello.
-	// Default 10 s.
+	// StartTimeout bounds a child's start: exec, loading the libraries,
+	// hello. Default 10 s.
 	StartTimeout time.Duration
-	// Library is the OpenJPEG library children load with dlopen, a path or
-	// a file name the dynamic linker finds. Default libopenjp2.so.7.
-	Library string
+	// OpenJPEGLibrary is the OpenJPEG library children load with dlopen
+	// to decode JPEG 2000 and HTJ2K, a path or a file name the dynamic
+	// linker finds. Default libopenjp2.so.7.
+	OpenJPEGLibrary string
+	// CharLSLibrary is the CharLS 2.x library children load with dlopen
+	// to decode JPEG-LS, as OpenJPEGLibrary. Default libcharls.so.2.
+	CharLSLibrary string
 	// Executable is the binary started as a child. Default os.Executable():
 	// segbridge itself, whose main() calls RunIfChild first thing.
 	Executable string
@@ -75,8 +82,11 @@ func (c Config) WithDefaults() (Config, error) {
 	if c.StartTimeout <= 0 {
 		c.StartTimeout = DefaultStartTimeout
 	}
-	if c.Library == "" {
-		c.Library = DefaultLibrary
+	if c.OpenJPEGLibrary == "" {
+		c.OpenJPEGLibrary = DefaultOpenJPEGLibrary
+	}
+	if c.CharLSLibrary == "" {
+		c.CharLSLibrary = DefaultCharLSLibrary
 	}
 	if c.Executable == "" {
 		exe, err := os.Executable()
@@ -88,7 +98,7 @@ func (c Config) WithDefaults() (Config, error) {
 	return c, nil
 }
 
-// Pool decodes JPEG 2000 frames in child processes: at most Config.Size at
+// Pool decodes JPEG 2000, HTJ2K and JPEG-LS frames in child processes: at most Config.Size at
 // once, each child started when first needed, reused for later frames and
 // jobs, and replaced when it dies. It is safe for concurrent use.
 type Pool struct {
@@ -136,34 +146,42 @@ func (p *Pool) Close() error {
 	return nil
 }
 
-// DecodeFrame decodes one JPEG 2000 or HTJ2K frame into dst (see
-// volume.FrameDecoder). Errors of the frame's own making are *DecodeError
-// and wrap volume.ErrInvalidSeries; ctx's error, ErrClosed and a failure to
-// start a child are returned as they are.
+// DecodeFrame decodes one JPEG 2000, HTJ2K or JPEG-LS frame into dst (see
+// volume.FrameDecoder), with the library its transfer syntax calls for.
+// Errors of the frame's own making are *DecodeError and wrap
+// volume.ErrInvalidSeries; ctx's error, ErrClosed and a failure to start a
+// child are returned as they are.
 func (p *Pool) DecodeFrame(ctx context.Context, f *volume.Frame, dst []byte) error {
 	if len(dst) != f.Size() {
 		return fmt.Errorf("codec: %d-byte buffer for a frame of %d bytes", len(dst), f.Size())
 	}
-	if volume.TransferSyntaxDecoding(f.TransferSyntax) != volume.DecodeFrames {
-		return fmt.Errorf("codec: transfer syntax %s (%s) is not JPEG 2000", f.TransferSyntax, volume.TransferSyntaxName(f.TransferSyntax))
+	cd := codecFor(f.TransferSyntax)
+	if cd == nil {
+		return fmt.Errorf("codec: transfer syntax %s (%s) is neither JPEG 2000 nor JPEG-LS", f.TransferSyntax, volume.TransferSyntaxName(f.TransferSyntax))
 	}
 	if f.SamplesPerPixel != 1 {
-		return &DecodeError{Reason: fmt.Sprintf("JPEG 2000 frames of %d samples per pixel are not supported", f.SamplesPerPixel)}
+		return &DecodeError{Reason: fmt.Sprintf("%s frames of %d samples per pixel are not supported", cd.name, f.SamplesPerPixel)}
 	}
-	req := &request{op: opDecode, rows: f.Rows, cols: f.Cols, bitsAllocated: f.BitsAllocated,
+	req := &request{op: cd.op, rows: f.Rows, cols: f.Cols, bitsAllocated: f.BitsAllocated,
 		bitsStored: f.BitsStored, highBit: f.HighBit, signed: f.Signed, data: f.Data}
 	if err := req.check(); err != nil {
 		return &DecodeError{Reason: err.Error()}
 	}
-	if need := int64(len(f.Data)) + int64(f.Size()); need > p.cfg.MemoryLimit {
-		return &DecodeError{Reason: fmt.Sprintf("a frame of %d compressed and %d decoded bytes is over the JPEG 2000 decoder's memory limit of %d bytes",
-			len(f.Data), f.Size(), p.cfg.MemoryLimit)}
+	// CharLS decodes into a buffer of 2 bytes a sample before packing.
+	need := int64(len(f.Data)) + int64(f.Size())
+	if cd == codecJLS {
+		need += 2 * int64(f.Rows) * int64(f.Cols)
 	}
-	return p.do(ctx, req, dst, f)
+	if need > p.cfg.MemoryLimit {
+		return &DecodeError{Reason: fmt.Sprintf("a frame of %d compressed and %d decoded bytes is over the %s decoder's memory limit of %d bytes",
+			len(f.Data), f.Size(), cd.name, p.cfg.MemoryLimit)}
+	}
+	return p.do(ctx, cd, req, dst, f)
 }
 
-// do runs one request on a child.
-func (p *Pool) do(ctx context.Context, req *request, dst []byte, f *volume.Frame) error {
+// do runs one request on a child; cd names the codec in messages and says
+// which library the child must have loaded.
+func (p *Pool) do(ctx context.Context, cd *codec, req *request, dst []byte, f *volume.Frame) error {
 	select {
 	case p.slots <- struct{}{}:
 	case <-ctx.Done():
@@ -174,11 +192,19 @@ func (p *Pool) do(ctx context.Context, req *request, dst []byte, f *volume.Frame
 	if err != nil {
 		return err
 	}
-	if isHTJ2K(f) && !atLeast(c.version, 2, 5) {
-		p.put(c)
-		return &DecodeError{Reason: fmt.Sprintf("OpenJPEG %s cannot decode HTJ2K: it needs 2.5.0 or later", c.version)}
+	lib := c.libs[cd.library]
+	if !lib.loaded {
+		// Not kept: the next child tries to load the library again, so
+		// installing it needs no restart of segbridge.
+		p.discard(c)
+		return &DecodeError{Err: cd.missing, Reason: fmt.Sprintf(
+			"decoding %s needs the %s library, which could not be loaded: install %s (%s)", cd.name, cd.libName, cd.pkg, lib.text)}
 	}
-	healthy, err := c.roundTrip(ctx, req, dst, p.cfg.FrameTimeout)
+	if cd == codecJ2K && f != nil && isHTJ2K(f.TransferSyntax) && !atLeast(lib.text, 2, 5) {
+		p.put(c)
+		return &DecodeError{Reason: fmt.Sprintf("OpenJPEG %s cannot decode HTJ2K: it needs 2.5.0 or later", lib.text)}
+	}
+	healthy, err := c.roundTrip(ctx, cd.name+" decoder", req, dst, p.cfg.FrameTimeout)
 	if healthy {
 		p.put(c)
 		return nil
@@ -190,13 +216,9 @@ func (p *Pool) do(ctx context.Context, req *request, dst []byte, f *volume.Frame
 		if tail := c.stderr.String(); tail != "" {
 			ev = ev.Str("stderr", tail)
 		}
-		ev.Msg("JPEG 2000 decoder failed on a frame; its process is replaced")
+		ev.Msg("frame decoder failed on a frame; its process is replaced")
 	}
 	return err
-}
-
-func isHTJ2K(f *volume.Frame) bool {
-	return f != nil && strings.HasPrefix(f.TransferSyntax, "1.2.840.10008.1.2.4.20")
 }
 
 // atLeast reports whether version ("2.5.0") is at least major.minor.
@@ -225,7 +247,7 @@ func (p *Pool) get(ctx context.Context) (*child, error) {
 			// Died while idle (the OOM killer, an operator): not the
 			// next frame's fault.
 			delete(p.live, c)
-			p.logger.Warn().Int("pid", c.pid()).Str("exit", c.death()).Msg("idle JPEG 2000 decoder process ended; starting another")
+			p.logger.Warn().Int("pid", c.pid()).Str("exit", c.death()).Msg("idle frame decoder process ended; starting another")
 			c.closeFiles()
 			continue
 		default:
@@ -284,13 +306,13 @@ func childEnvironment() []string {
 func (p *Pool) start(ctx context.Context) (*child, error) {
 	stdinR, stdinW, err := os.Pipe()
 	if err != nil {
-		return nil, fmt.Errorf("start JPEG 2000 decoder process: %w", err)
+		return nil, fmt.Errorf("start frame decoder process: %w", err)
 	}
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		stdinR.Close()
 		stdinW.Close()
-		return nil, fmt.Errorf("start JPEG 2000 decoder process: %w", err)
+		return nil, fmt.Errorf("start frame decoder process: %w", err)
 	}
 	// -test.run=^$: a test binary whose TestMain lacks the RunIfChild hook
 	// then runs no test (and fails the handshake) instead of its suite.
@@ -307,7 +329,7 @@ func (p *Pool) start(ctx context.Context) (*child, error) {
 	if err != nil {
 		stdinW.Close()
 		outR.Close()
-		return nil, fmt.Errorf("start JPEG 2000 decoder process %s: %w", p.cfg.Executable, err)
+		return nil, fmt.Errorf("start frame decoder process %s: %w", p.cfg.Executable, err)
 	}
 	go func() {
 		c.waitErr = cmd.Wait()
@@ -318,7 +340,7 @@ func (p *Pool) start(ctx context.Context) (*child, error) {
 	timer := time.AfterFunc(p.cfg.StartTimeout, func() { timedOut.Store(true); c.kill() })
 	stop := context.AfterFunc(ctx, c.kill)
 	cfg := childConfig{memoryLimit: p.cfg.MemoryLimit, cpuSeconds: int((p.cfg.CPULimit + time.Second - 1) / time.Second),
-		faults: p.cfg.faults, library: p.cfg.Library}
+		faults: p.cfg.faults, libraries: [numLibraries]string{libOpenJPEG: p.cfg.OpenJPEGLibrary, libCharLS: p.cfg.CharLSLibrary}}
 	err = writeBlob(c.in, cfg.marshal())
 	var hello []byte
 	if err == nil {
@@ -337,21 +359,25 @@ func (p *Pool) start(ctx context.Context) (*child, error) {
 		if timedOut.Load() {
 			why = fmt.Sprintf("no answer within %s", p.cfg.StartTimeout)
 		}
-		return nil, fmt.Errorf("JPEG 2000 decoder process %s did not start (%s); its main() must call codec.RunIfChild first",
+		return nil, fmt.Errorf("frame decoder process %s did not start (%s); its main() must call codec.RunIfChild first",
 			p.cfg.Executable, why)
-	case len(hello) == 0:
-		c.stop()
-		return nil, errors.New("JPEG 2000 decoder process sent an empty hello")
-	case hello[0] == statusUnavailable:
-		c.stop()
-		return nil, &DecodeError{Err: ErrNoOpenJPEG, Reason: fmt.Sprintf(
-			"decoding JPEG 2000 needs the OpenJPEG library, which could not be loaded: install libopenjp2-7 (%s)", hello[1:])}
-	case hello[0] != statusOK:
-		c.stop()
-		return nil, fmt.Errorf("JPEG 2000 decoder process sent hello status %d", hello[0])
 	}
-	c.version = string(hello[1:])
-	p.logger.Debug().Int("pid", c.pid()).Str("openjpeg", c.version).Msg("JPEG 2000 decoder process started")
+	libs, err := unmarshalHello(hello)
+	if err != nil {
+		c.stop()
+		return nil, fmt.Errorf("frame decoder process %s: %w", p.cfg.Executable, err)
+	}
+	c.libs = libs
+	ev := p.logger.Debug().Int("pid", c.pid())
+	for i, l := range libs {
+		key := [numLibraries]string{libOpenJPEG: "openjpeg", libCharLS: "charls"}[i]
+		if l.loaded {
+			ev = ev.Str(key, l.text)
+		} else {
+			ev = ev.Str(key+"_missing", l.text)
+		}
+	}
+	ev.Msg("frame decoder process started")
 	return c, nil
 }
 
@@ -362,7 +388,7 @@ type child struct {
 	outFile *os.File      // the read end of its protocol output
 	out     *bufio.Reader // reads outFile
 	stderr  *stderrBuffer
-	version string
+	libs    [numLibraries]libraryState // from its hello
 
 	exited  chan struct{} // closed when the process has been waited for
 	waitErr error         // set before exited is closed
@@ -408,7 +434,7 @@ func (c *child) closeFiles() {
 // timeout. healthy says whether the child may serve another request: it is
 // false after any failure, since a decoder that failed on a frame may have
 // left its process in a bad state.
-func (c *child) roundTrip(ctx context.Context, req *request, dst []byte, timeout time.Duration) (healthy bool, err error) {
+func (c *child) roundTrip(ctx context.Context, name string, req *request, dst []byte, timeout time.Duration) (healthy bool, err error) {
 	var timedOut, cancelled atomic.Bool
 	timer := time.AfterFunc(timeout, func() { timedOut.Store(true); c.kill() })
 	stop := context.AfterFunc(ctx, func() { cancelled.Store(true); c.kill() })
@@ -427,16 +453,16 @@ func (c *child) roundTrip(ctx context.Context, req *request, dst []byte, timeout
 		// Killed by Pool.Close, not by its frame.
 		return false, ErrClosed
 	case timedOut.Load():
-		return false, &DecodeError{Reason: fmt.Sprintf("JPEG 2000 decoder did not finish within %s (its process was killed)", timeout)}
+		return false, &DecodeError{Reason: fmt.Sprintf("%s did not finish within %s (its process was killed)", name, timeout)}
 	case err == nil && status == statusOK:
 		return true, nil
 	case err == nil:
-		return false, &DecodeError{Reason: "JPEG 2000 decoder: " + string(msg)}
+		return false, &DecodeError{Reason: name + ": " + string(msg)}
 	}
 	// The child died or broke the protocol. Give a dying child a moment
 	// to end by itself, so that its own exit status is the one reported.
 	c.reap(time.Second)
-	return false, &DecodeError{Reason: "JPEG 2000 decoder crashed: " + c.death()}
+	return false, &DecodeError{Reason: name + " crashed: " + c.death()}
 }
 
 // readResponse reads one response: decoded pixels into dst, or a message.

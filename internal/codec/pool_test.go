@@ -249,18 +249,18 @@ func mustDecode(t *testing.T, p *Pool, f *volume.Frame, dst []byte) {
 // faultCase runs a fault request on a fresh child (after one good frame, so
 // the child is warm) and checks how it fails, that the child is replaced,
 // and that the pool decodes the next frame.
-func faultCase(t *testing.T, cfg Config, op byte, wantErr string) time.Duration {
+func faultCase(t *testing.T, frame func(testing.TB) (*volume.Frame, []byte), cfg Config, op byte, wantErr string) time.Duration {
 	t.Helper()
 	cfg.faults, cfg.Size = true, 1
 	p := newTestPool(t, cfg)
-	f, dst := j2kFrame(t)
+	f, dst := frame(t)
 	mustDecode(t, p, f, dst)
 	before := livePIDs(p)
 	if len(before) != 1 {
 		t.Fatalf("%d children after one frame, want 1", len(before))
 	}
 	start := time.Now()
-	err := p.do(context.Background(), &request{op: op}, nil, f)
+	err := p.do(context.Background(), codecFor(f.TransferSyntax), &request{op: op}, nil, f)
 	took := time.Since(start)
 	var de *DecodeError
 	if !errors.As(err, &de) || !errors.Is(err, volume.ErrInvalidSeries) {
@@ -283,17 +283,17 @@ func faultCase(t *testing.T, cfg Config, op byte, wantErr string) time.Duration 
 
 func TestPool_Faults(t *testing.T) {
 	t.Run("a decoder that crashes fails its frame, is replaced, the parent lives", func(t *testing.T) {
-		faultCase(t, Config{}, opFaultCrash, "JPEG 2000 decoder crashed: exit status 2: SIGSEGV")
+		faultCase(t, j2kFrame, Config{}, opFaultCrash, "JPEG 2000 decoder crashed: exit status 2: SIGSEGV")
 	})
 	t.Run("a decoder that hangs hits the frame timeout", func(t *testing.T) {
-		took := faultCase(t, Config{FrameTimeout: 300 * time.Millisecond, CPULimit: 10 * time.Second}, opFaultHang,
+		took := faultCase(t, j2kFrame, Config{FrameTimeout: 300 * time.Millisecond, CPULimit: 10 * time.Second}, opFaultHang,
 			"JPEG 2000 decoder did not finish within 300ms")
 		if took > 5*time.Second {
 			t.Errorf("the timeout took %v", took)
 		}
 	})
 	t.Run("a decoder that spins hits its CPU time limit", func(t *testing.T) {
-		took := faultCase(t, Config{FrameTimeout: 30 * time.Second, CPULimit: time.Second}, opFaultSpin,
+		took := faultCase(t, j2kFrame, Config{FrameTimeout: 30 * time.Second, CPULimit: time.Second}, opFaultSpin,
 			"it used more than its CPU time limit")
 		if took > 10*time.Second {
 			t.Errorf("the CPU limit took %v", took)
@@ -303,7 +303,7 @@ func TestPool_Faults(t *testing.T) {
 		p := newTestPool(t, Config{Size: 1, faults: true, MemoryLimit: 256 << 20})
 		f, dst := j2kFrame(t)
 		mustDecode(t, p, f, dst)
-		err := p.do(context.Background(), &request{op: opFaultAlloc}, nil, f)
+		err := p.do(context.Background(), codecFor(f.TransferSyntax), &request{op: opFaultAlloc}, nil, f)
 		var mib int
 		if _, serr := fmt.Sscanf(fmt.Sprint(err), "JPEG 2000 decoder: out of memory after allocating %d MiB", &mib); serr != nil {
 			t.Fatalf("error %v, want out of memory", err)
@@ -327,7 +327,9 @@ func TestPool_ChildKilledMidRequest(t *testing.T) {
 		t.Fatalf("children %v, want 1", pids)
 	}
 	done := make(chan error, 1)
-	go func() { done <- p.do(context.Background(), &request{op: opFaultHang}, nil, f) }()
+	go func() {
+		done <- p.do(context.Background(), codecFor(f.TransferSyntax), &request{op: opFaultHang}, nil, f)
+	}()
 	// The child is busy once the pool's one slot is taken; kill it then,
 	// as the OOM killer or an operator would.
 	deadline := time.Now().Add(10 * time.Second)
@@ -408,7 +410,7 @@ func TestPool_Rejects(t *testing.T) {
 func TestPool_StartFailures(t *testing.T) {
 	f, dst := j2kFrame(t)
 	t.Run("no OpenJPEG: the frame fails saying what to install", func(t *testing.T) {
-		p := newTestPool(t, Config{Library: "libopenjp2-not-installed.so.7"})
+		p := newTestPool(t, Config{OpenJPEGLibrary: "libopenjp2-not-installed.so.7"})
 		err := p.DecodeFrame(context.Background(), f, dst)
 		if !errors.Is(err, ErrNoOpenJPEG) || !errors.Is(err, volume.ErrInvalidSeries) || !strings.Contains(err.Error(), "install libopenjp2-7") {
 			t.Fatalf("error %v, want ErrNoOpenJPEG saying install libopenjp2-7", err)
@@ -447,7 +449,7 @@ func TestPool_StartFailures(t *testing.T) {
 		mustDecode(t, p, f, dst)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
-		go func() { done <- p.do(ctx, &request{op: opFaultHang}, nil, f) }()
+		go func() { done <- p.do(ctx, codecFor(f.TransferSyntax), &request{op: opFaultHang}, nil, f) }()
 		for len(p.slots) == 0 {
 			time.Sleep(time.Millisecond)
 		}
@@ -494,7 +496,9 @@ func TestPool_CloseDuringAFrame(t *testing.T) {
 	p := newTestPool(t, Config{Size: 1, faults: true, FrameTimeout: time.Minute})
 	mustDecode(t, p, f, dst)
 	done := make(chan error, 1)
-	go func() { done <- p.do(context.Background(), &request{op: opFaultHang}, nil, f) }()
+	go func() {
+		done <- p.do(context.Background(), codecFor(f.TransferSyntax), &request{op: opFaultHang}, nil, f)
+	}()
 	for len(p.slots) == 0 {
 		time.Sleep(time.Millisecond)
 	}

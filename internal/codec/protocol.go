@@ -10,33 +10,40 @@ import (
 // The parent and a child talk over the child's stdin and a copy of its
 // stdout with length-prefixed messages: a little-endian uint32 length, then
 // that many bytes. The parent sends a config message, the child answers
-// hello (its OpenJPEG version, or why it could not load it), then each
-// request gets exactly one response.
+// hello (for each library, in the order of the codecs table: whether it
+// loaded, and its version or why not), then each request gets exactly one
+// response. The request's op says which library decodes it, so that one
+// child serves JPEG 2000 and JPEG-LS alike and every limit applies to both.
 //
-//	config:   magic "SBC1", memory limit (u64), CPU seconds per frame (u32),
-//	          faults allowed (u8), library path
-//	hello:    status (u8), OpenJPEG version or the reason it is missing
+//	config:   magic "SBC2", memory limit (u64), CPU seconds per frame (u32),
+//	          faults allowed (u8), then per library: path length (u16), path
+//	hello:    status (u8), then per library: loaded (u8), text length (u16),
+//	          its version or the reason it is missing
 //	request:  op (u8), rows (u32), cols (u32), bits allocated, bits stored,
 //	          high bit, signed (u8 each), codestream
 //	response: status (u8), decoded pixels or a message
 
-const configMagic = "SBC1"
+const configMagic = "SBC2"
 
-// Request ops. The fault ops exist for the pool's tests and are refused by
-// children whose pool did not enable them.
+// Request ops: one per library that decodes frames. The fault ops exist for
+// the pool's tests and are refused by children whose pool did not enable
+// them.
 const (
-	opDecode     byte = 1
+	opDecodeJ2K  byte = 1 // JPEG 2000 and HTJ2K, by OpenJPEG
+	opDecodeJLS  byte = 2 // JPEG-LS, by CharLS
 	opFaultCrash byte = 0xf0
 	opFaultHang  byte = 0xf1
 	opFaultSpin  byte = 0xf2
 	opFaultAlloc byte = 0xf3
 )
 
+// isDecode reports whether op asks for a frame to be decoded.
+func isDecode(op byte) bool { return op == opDecodeJ2K || op == opDecodeJLS }
+
 // Response and hello statuses.
 const (
-	statusOK          byte = 0
-	statusFailed      byte = 1 // the frame could not be decoded; the body says why
-	statusUnavailable byte = 2 // hello: OpenJPEG could not be loaded; the body says why
+	statusOK     byte = 0
+	statusFailed byte = 1 // the frame could not be decoded; the body says why
 )
 
 // Limits on message sizes, so that neither side trusts a length it reads.
@@ -51,7 +58,7 @@ type childConfig struct {
 	memoryLimit int64 // bytes of address space beyond the child's size at start
 	cpuSeconds  int   // CPU time one request may use
 	faults      bool  // accept the fault ops
-	library     string
+	libraries   [numLibraries]string
 }
 
 func (c childConfig) marshal() []byte {
@@ -63,19 +70,78 @@ func (c childConfig) marshal() []byte {
 		f = 1
 	}
 	b = append(b, f)
-	return append(b, c.library...)
+	for _, l := range c.libraries {
+		b = binary.LittleEndian.AppendUint16(b, uint16(len(l)))
+		b = append(b, l...)
+	}
+	return b
 }
 
 func unmarshalConfig(b []byte) (childConfig, error) {
 	if len(b) < 17 || string(b[:4]) != configMagic {
 		return childConfig{}, errors.New("not a decoder configuration")
 	}
-	return childConfig{
+	c := childConfig{
 		memoryLimit: int64(binary.LittleEndian.Uint64(b[4:])),
 		cpuSeconds:  int(binary.LittleEndian.Uint32(b[12:])),
 		faults:      b[16] == 1,
-		library:     string(b[17:]),
-	}, nil
+	}
+	b = b[17:]
+	for i := range c.libraries {
+		if len(b) < 2 || int(binary.LittleEndian.Uint16(b)) > len(b)-2 {
+			return childConfig{}, errors.New("decoder configuration ends early")
+		}
+		n := int(binary.LittleEndian.Uint16(b))
+		c.libraries[i], b = string(b[2:2+n]), b[2+n:]
+	}
+	if len(b) != 0 {
+		return childConfig{}, errors.New("decoder configuration has trailing bytes")
+	}
+	return c, nil
+}
+
+// libraryState is what a child's hello says of one library.
+type libraryState struct {
+	loaded bool
+	text   string // the version when loaded, else why not
+}
+
+func marshalHello(libs [numLibraries]libraryState) []byte {
+	b := []byte{statusOK}
+	for _, l := range libs {
+		loaded := byte(0)
+		if l.loaded {
+			loaded = 1
+		}
+		text := l.text
+		if len(text) > 4096 {
+			text = text[:4096]
+		}
+		b = append(b, loaded)
+		b = binary.LittleEndian.AppendUint16(b, uint16(len(text)))
+		b = append(b, text...)
+	}
+	return b
+}
+
+func unmarshalHello(b []byte) ([numLibraries]libraryState, error) {
+	var libs [numLibraries]libraryState
+	if len(b) == 0 || b[0] != statusOK {
+		return libs, errors.New("not a decoder hello")
+	}
+	b = b[1:]
+	for i := range libs {
+		if len(b) < 3 || int(binary.LittleEndian.Uint16(b[1:])) > len(b)-3 {
+			return libs, errors.New("decoder hello ends early")
+		}
+		n := int(binary.LittleEndian.Uint16(b[1:]))
+		libs[i] = libraryState{loaded: b[0] == 1, text: string(b[3 : 3+n])}
+		b = b[3+n:]
+	}
+	if len(b) != 0 {
+		return libs, errors.New("decoder hello has trailing bytes")
+	}
+	return libs, nil
 }
 
 // request is one frame to decode.
@@ -144,7 +210,7 @@ func readRequest(r io.Reader) (*request, error) {
 // check validates the layout of a decode request.
 func (r *request) check() error {
 	switch {
-	case r.op != opDecode:
+	case !isDecode(r.op):
 		return nil
 	case r.rows < 1 || r.rows > 65535 || r.cols < 1 || r.cols > 65535:
 		return fmt.Errorf("image size %dx%d is out of range", r.cols, r.rows)

@@ -15,12 +15,14 @@ ORT_DIR     := .deps/onnxruntime
 ORT_LIB     := $(ORT_DIR)/libonnxruntime.so.1
 
 # Debian packages the build, the tests and the demo use: libopenjp2-7-dev's
-# header for the build, libopenjp2-7 (JPEG 2000) at run time, the encoders
+# and libcharls-dev's headers for the build, libopenjp2-7 (JPEG 2000) and
+# libcharls2 (JPEG-LS) at run time, the encoders
 # and the Orthanc plugin of the compressed-series tests, and systemd-analyze
 # and openssl for the deploy/ tests and the NATS cluster test.
 APT_PKGS := orthanc dicom3tools mricron-data python3-pydicom python3-numpy \
             python3-nibabel python3-scipy python3-onnx curl ca-certificates \
             libopenjp2-7 libopenjp2-7-dev libopenjp2-tools openjph-tools dcmtk \
+            libcharls2 libcharls-dev \
             libgdcm-tools orthanc-gdcm systemd openssl
 # The status page's browser test drives Debian's chromium; the legacy Orthanc
 # Explorer's AI analysis button is a plugin for orthanc-python.

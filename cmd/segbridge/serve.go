@@ -239,7 +239,6 @@ func newOrthanc(logger zerolog.Logger, cfg *config.Config) (*orthanc.Client, err
 		Password:        cfg.OrthancPassword,
 		MaxConnsPerHost: max(16, cfg.DownloadConcurrency*cfg.Workers),
 		MaxBodyBytes:    limits(cfg).MaxBytes,
-		GDCMRestricted:  cfg.OrthancGDCMRestricted,
 	})
 }
 

@@ -34,10 +34,6 @@ type Config struct {
 	// OrthancPublicURL is the base of the Orthanc Explorer links the API
 	// returns; empty means OrthancURL.
 	OrthancPublicURL string `env:"SEGBRIDGE_ORTHANC_PUBLIC_URL"`
-	// OrthancGDCMRestricted says that Orthanc's GDCM plugin, if loaded, is
-	// restricted to JPEG 2000, so that Orthanc's own codecs transcode the
-	// JPEG family.
-	OrthancGDCMRestricted bool `env:"SEGBRIDGE_ORTHANC_GDCM_RESTRICTED" envDefault:"false"`
 
 	// Listen is the bridge's HTTP address.
 	Listen string `env:"SEGBRIDGE_LISTEN" envDefault:"127.0.0.1:8080"`

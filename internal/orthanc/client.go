@@ -50,12 +50,6 @@ type Config struct {
 	// of instance files handed back with Recycle, in bytes. Default 256 MiB;
 	// negative keeps none.
 	MaxPooledBytes int64
-	// GDCMRestricted says that Orthanc's GDCM plugin, if loaded, is
-	// restricted to JPEG 2000 (its RestrictTransferSyntaxes), so that a
-	// transcode of the JPEG family reaches only Orthanc's own codecs. Without
-	// it, segbridge asks an Orthanc with the GDCM plugin to transcode nothing
-	// (see transcode.go). Default false.
-	GDCMRestricted bool
 }
 
 func (c Config) withDefaults() Config {
@@ -90,8 +84,6 @@ type Client struct {
 	http   *http.Client
 	logger zerolog.Logger
 	segs   *segIndex
-	// plugins caches which plugins Orthanc has loaded (see transcode.go).
-	plugins pluginCache
 	// labels caches whether Orthanc has labels (see labels.go).
 	labels labelSupport
 	// files recycles the buffers of instance files (Recycle).

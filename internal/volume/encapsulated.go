@@ -11,9 +11,10 @@ import (
 // Table, then fragments. A frame is one or more consecutive fragments. Which
 // fragments make which frame is told by the Basic Offset Table when it is
 // filled in, is trivial when there is one frame or one fragment per frame,
-// and otherwise can be recovered for JPEG 2000 and JPEG, whose codestreams
-// start with a marker of their own (SOC, SOI). Everything here is bounded by the input: items
-// are slices of the file, and a frame is at most the file's size.
+// and otherwise can be recovered for JPEG 2000, JPEG and JPEG-LS, whose
+// codestreams start with a marker of their own (SOC, SOI). Everything here
+// is bounded by the input: items are slices of the file, and a frame is at
+// most the file's size.
 
 // j2kSOC starts every JPEG 2000 codestream: SOC then SIZ.
 var j2kSOC = []byte{0xff, 0x4f, 0xff, 0x51}
@@ -52,14 +53,16 @@ func splitFrames(items [][]byte, frames int, ts string) ([][]byte, error) {
 		for i := range starts {
 			starts[i] = i
 		}
-	case isJ2K(ts) || isJPEG(ts):
+	case isJ2K(ts) || isJPEG(ts) || isJPEGLS(ts):
+		// JPEG and JPEG-LS codestreams start with SOI, JPEG 2000 ones with
+		// SOC; byte stuffing keeps either out of the entropy-coded data.
 		starts = starts[:0]
-		what := "JPEG 2000"
-		if isJPEG(ts) {
-			what = "JPEG"
+		what, starts0 := "JPEG 2000", startsJ2K
+		if !isJ2K(ts) {
+			what, starts0 = "JPEG", func(b []byte) bool { return bytes.HasPrefix(b, jpegSOI) }
 		}
 		for i, f := range frags {
-			if (isJ2K(ts) && startsJ2K(f)) || (isJPEG(ts) && bytes.HasPrefix(f, jpegSOI)) {
+			if starts0(f) {
 				starts = append(starts, i)
 			}
 		}

@@ -303,7 +303,7 @@ func TestParser_JPEG2000ThroughTheDecoder(t *testing.T) {
 	})
 	t.Run("no decoder", func(t *testing.T) {
 		_, err := ParseInstance(file)
-		if !errors.Is(err, ErrInvalidSeries) || !strings.Contains(err.Error(), "needs a JPEG 2000 decoder, and none was given") {
+		if !errors.Is(err, ErrInvalidSeries) || !strings.Contains(err.Error(), "needs a frame decoder, and none was given") {
 			t.Fatalf("error %v", err)
 		}
 	})
@@ -326,7 +326,7 @@ func TestParser_JPEG2000ThroughTheDecoder(t *testing.T) {
 	})
 	t.Run("a panicking decoder is an error", func(t *testing.T) {
 		_, err := Parser{Decoder: &fakeDecoder{panics: true}}.ParseInstance(context.Background(), file)
-		if err == nil || !strings.Contains(err.Error(), "JPEG 2000 decoder panicked: decoder bug") {
+		if err == nil || !strings.Contains(err.Error(), "frame decoder panicked: decoder bug") {
 			t.Fatalf("error %v", err)
 		}
 	})

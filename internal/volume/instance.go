@@ -110,7 +110,8 @@ func (in *Instance) Pixels() []float32 {
 // classic single-frame instance, or an enhanced multi-frame one whose
 // geometry is in per-frame or shared functional groups (see
 // Instance.Frames). Uncompressed, deflated, RLE Lossless and JPEG (baseline,
-// extended, lossless) pixel data are read; JPEG 2000 needs a Parser with a FrameDecoder. Every error wraps
+// extended, lossless) pixel data are read; JPEG 2000, HTJ2K and JPEG-LS need
+// a Parser with a FrameDecoder. Every error wraps
 // ErrInvalidSeries: a non-image object, a transfer syntax this package does
 // not decode, a multi-frame object without functional groups, a pixel format
 // other than 8/16/32-bit MONOCHROME2 integers, missing or corrupt geometry,

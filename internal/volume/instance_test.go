@@ -212,9 +212,9 @@ func TestParseInstance_Rejections(t *testing.T) {
 			wantErr: "transfer syntax 1.2.826.0.1.3680043.99 (unknown transfer syntax), which segbridge cannot decode",
 		},
 		{
-			name:    "JPEG-LS not transcoded by Orthanc",
+			name:    "JPEG-LS whose pixel data is not encapsulated",
 			modify:  func(s *synth) { s.ts = "1.2.840.10008.1.2.4.80" },
-			wantErr: "which segbridge has Orthanc transcode on download; these bytes were not transcoded",
+			wantErr: "pixel data is not encapsulated although transfer syntax JPEG-LS Lossless Image Compression (1.2.840.10008.1.2.4.80) is",
 		},
 		{
 			name: "deflated but not deflate",

@@ -13,9 +13,9 @@ import (
 )
 
 // FrameDecoder decodes the compressed frames this package does not decode
-// itself: JPEG 2000 and HTJ2K. In segbridge it is codec.Pool, which runs
-// OpenJPEG in child processes so that no codestream can crash, hang or
-// exhaust the process that parses.
+// itself: JPEG 2000, HTJ2K and JPEG-LS. In segbridge it is codec.Pool,
+// which runs OpenJPEG and CharLS in child processes so that no codestream
+// can crash, hang or exhaust the process that parses.
 //
 // DecodeFrame writes the frame's pixels into dst (exactly f.Size() bytes) in
 // the layout of native little-endian pixel data described by f, or returns
@@ -68,9 +68,9 @@ func (f *Frame) Describe() string {
 
 // Parser parses instances, decoding compressed pixel data. The zero Parser
 // reads uncompressed, deflated, RLE and JPEG (baseline, extended, lossless)
-// instances and refuses JPEG 2000 for want of a decoder.
+// instances and refuses JPEG 2000, HTJ2K and JPEG-LS for want of a decoder.
 type Parser struct {
-	// Decoder decodes JPEG 2000 and HTJ2K frames; nil refuses them.
+	// Decoder decodes JPEG 2000, HTJ2K and JPEG-LS frames; nil refuses them.
 	Decoder FrameDecoder
 	// MaxBytes bounds what one instance may decode to: the inflated dataset
 	// of a deflated file, or the pixel data decoded from compressed frames,
@@ -251,7 +251,7 @@ type pixelSource struct {
 // Uncompressed pixels are the file's own bytes, not a copy.
 func (s *pixelSource) pixels(in *Instance, frames int) ([]byte, error) {
 	if s.scan.items == nil {
-		if s.scan.ts == tsRLELossless || isJ2K(s.scan.ts) || isJPEG(s.scan.ts) {
+		if isEncapsulated(s.scan.ts) {
 			return nil, fmt.Errorf("pixel data is not encapsulated although transfer syntax %s is", describeSyntax(s.scan.ts))
 		}
 		return s.scan.pixel.native, nil
@@ -287,7 +287,7 @@ func (s *pixelSource) pixels(in *Instance, frames int) ([]byte, error) {
 		return out, nil
 	}
 	if s.p.Decoder == nil {
-		return nil, fmt.Errorf("pixel data in %s needs a JPEG 2000 decoder, and none was given "+
+		return nil, fmt.Errorf("pixel data in %s needs a frame decoder, and none was given "+
 			"(segbridge runs one in child processes: see internal/codec)", describeSyntax(s.scan.ts))
 	}
 	return out, s.decodeFrames(in, data, out, int(plane))
@@ -353,7 +353,7 @@ feed:
 func (s *pixelSource) decodeFrame(ctx context.Context, in *Instance, f, frames int, data, dst []byte) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = &passUp{fmt.Errorf("JPEG 2000 decoder panicked: %v", r)}
+			err = &passUp{fmt.Errorf("frame decoder panicked: %v", r)}
 		}
 	}()
 	fr := &Frame{

@@ -132,8 +132,7 @@ func checkStructure(data []byte) (fileScan, error) {
 	if ts == tsDeflatedLE {
 		return scan, nil
 	}
-	dec := TransferSyntaxDecoding(ts)
-	w := walker{b: data, bo: bo, implicit: implicit, encapsulated: dec == DecodeFrames || ts == tsRLELossless || isJPEG(ts)}
+	w := walker{b: data, bo: bo, implicit: implicit, encapsulated: isEncapsulated(ts)}
 	for pos < len(data) {
 		next, _, err := w.element(pos, len(data), 0)
 		if err != nil {

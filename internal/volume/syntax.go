@@ -8,10 +8,9 @@ import (
 	"github.com/suyashkumar/dicom/pkg/uid"
 )
 
-// Transfer syntaxes are sniffed and sorted here, and only here: the Orthanc
-// client asks TransferSyntaxDecoding whether to have a file transcoded, and
-// the parser asks it how to read the pixels. Each syntax has exactly one
-// decoder, chosen for safety first:
+// Transfer syntaxes are sniffed and sorted here, and only here: the parser
+// asks TransferSyntaxDecoding how to read the pixels. Each syntax has exactly
+// one decoder, chosen for safety first, and none of them is Orthanc:
 //
 //   - uncompressed syntaxes are read as they are;
 //   - RLE Lossless, deflate and the JPEG processes of T.81 (baseline,
@@ -20,14 +19,15 @@ import (
 //     an error or panic, and ParseInstance recovers from panics); with
 //     Debian's orthanc-gdcm plugin loaded, Orthanc 1.10.1 crashes within a
 //     few dozen transcodes of JPEG, so it is never asked to;
-//   - JPEG 2000 and HTJ2K go to a FrameDecoder, in segbridge OpenJPEG run in
-//     child processes (internal/codec), because a C decoder fed bytes from
-//     any modality on the network can crash, hang or allocate without bound;
-//   - JPEG-LS is transcoded by Orthanc's built-in DCMTK codecs;
-//   - nothing else is ever sent to Orthanc for transcoding: with Debian's
-//     orthanc-gdcm plugin loaded, a transcode of a lossy JPEG 2000 instance can
-//     kill the whole Orthanc process, so a syntax not on the list above fails
-//     the series, naming the syntax.
+//   - JPEG 2000, HTJ2K and JPEG-LS go to a FrameDecoder, in segbridge
+//     OpenJPEG and CharLS run in child processes (internal/codec), because a
+//     C decoder fed bytes from any modality on the network can crash, hang or
+//     allocate without bound;
+//   - nothing is ever sent to Orthanc for transcoding: with Debian's
+//     orthanc-gdcm plugin loaded, Orthanc 1.10.1 dies on transcodes of lossy
+//     JPEG 2000 and, in the plugin's default configuration, of every JPEG
+//     syntax, so a syntax not on the list above fails the series, naming the
+//     syntax.
 
 // Transfer syntax UIDs this package names.
 const (
@@ -62,12 +62,9 @@ const (
 	// JPEG baseline, extended, lossless and lossless SV1, decoded by this
 	// package (JPEG with internal/jpeg) in pure Go.
 	DecodeInProcess
-	// DecodeFrames: JPEG 2000 and HTJ2K, decoded frame by frame by the
-	// Parser's FrameDecoder.
+	// DecodeFrames: JPEG 2000, HTJ2K and JPEG-LS, decoded frame by frame by
+	// the Parser's FrameDecoder.
 	DecodeFrames
-	// DecodeByOrthanc: JPEG-LS, which Orthanc's built-in DCMTK codecs
-	// decode; the file is fetched transcoded to Explicit VR Little Endian.
-	DecodeByOrthanc
 )
 
 // TransferSyntaxDecoding returns who decodes the pixel data of transfer
@@ -78,10 +75,8 @@ func TransferSyntaxDecoding(ts string) Decoding {
 		return DecodeNative
 	case tsDeflatedLE, tsRLELossless, tsJPEGBaseline, tsJPEGExtended, tsJPEGLossless, tsJPEGLosslessSV1:
 		return DecodeInProcess
-	case tsJ2KLossless, tsJ2K, tsHTJ2KLossless, tsHTJ2KLosslessRPCL, tsHTJ2K:
+	case tsJ2KLossless, tsJ2K, tsHTJ2KLossless, tsHTJ2KLosslessRPCL, tsHTJ2K, tsJPEGLSLossless, tsJPEGLSNear:
 		return DecodeFrames
-	case tsJPEGLSLossless, tsJPEGLSNear:
-		return DecodeByOrthanc
 	}
 	return DecodeNone
 }
@@ -122,7 +117,23 @@ func isJPEG(ts string) bool {
 
 // isJ2K reports whether ts holds JPEG 2000 codestreams (HTJ2K included).
 func isJ2K(ts string) bool {
-	return TransferSyntaxDecoding(ts) == DecodeFrames
+	switch ts {
+	case tsJ2KLossless, tsJ2K, tsHTJ2KLossless, tsHTJ2KLosslessRPCL, tsHTJ2K:
+		return true
+	}
+	return false
+}
+
+// isJPEGLS reports whether ts holds JPEG-LS (T.87) codestreams.
+func isJPEGLS(ts string) bool {
+	return ts == tsJPEGLSLossless || ts == tsJPEGLSNear
+}
+
+// isEncapsulated reports whether ts stores its pixel data encapsulated
+// (PS3.5 A.4): every compressed syntax but deflate, which compresses the
+// whole dataset instead.
+func isEncapsulated(ts string) bool {
+	return ts == tsRLELossless || isJPEG(ts) || TransferSyntaxDecoding(ts) == DecodeFrames
 }
 
 // FileTransferSyntax reads TransferSyntaxUID from the file meta information
@@ -177,13 +188,9 @@ func nativeTransferSyntax(ts string) (binary.ByteOrder, bool, error) {
 		return binary.LittleEndian, false, nil
 	case DecodeInProcess, DecodeFrames:
 		return binary.LittleEndian, false, nil
-	case DecodeByOrthanc:
-		return nil, false, fmt.Errorf("series is stored with transfer syntax %s (%s), which segbridge has Orthanc "+
-			"transcode on download; these bytes were not transcoded (decompress the files first, e.g. with "+
-			"dcmdjpls, or fetch them through Orthanc)", ts, TransferSyntaxName(ts))
 	}
 	return nil, false, fmt.Errorf("series is stored with transfer syntax %s (%s), which segbridge cannot decode: "+
-		"it reads uncompressed, deflated, RLE, JPEG baseline, extended and lossless, JPEG 2000 and HTJ2K pixel "+
-		"data itself, and has Orthanc transcode JPEG-LS; send the series in one of those",
+		"it reads uncompressed, deflated, RLE, JPEG baseline, extended and lossless, JPEG-LS, JPEG 2000 and HTJ2K "+
+		"pixel data; send the series in one of those",
 		ts, TransferSyntaxName(ts))
 }

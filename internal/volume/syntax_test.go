@@ -35,8 +35,8 @@ func TestTransferSyntaxDecoding(t *testing.T) {
 		{"1.2.840.10008.1.2.4.51", DecodeInProcess},
 		{"1.2.840.10008.1.2.4.57", DecodeInProcess},
 		{"1.2.840.10008.1.2.4.70", DecodeInProcess},
-		{"1.2.840.10008.1.2.4.80", DecodeByOrthanc},
-		{"1.2.840.10008.1.2.4.81", DecodeByOrthanc},
+		{"1.2.840.10008.1.2.4.80", DecodeFrames},
+		{"1.2.840.10008.1.2.4.81", DecodeFrames},
 		// Never sent to Orthanc: JPEG 2000 Part 2, JPIP, MPEG, JPEG XL,
 		// retired JPEG processes, anything unknown.
 		{"1.2.840.10008.1.2.4.92", DecodeNone},

@@ -23,13 +23,6 @@ type fileRecycler interface {
 	Recycle(file []byte)
 }
 
-// Recycle hands a file back to the Orthanc client, when it takes files back.
-func (u uncompressed) Recycle(file []byte) {
-	if r, ok := u.p.(fileRecycler); ok {
-		r.Recycle(file)
-	}
-}
-
 // FetchFiles downloads the instances ids, concurrency at a time over
 // keep-alive connections, and hands each file to fn (index, bytes) in the
 // goroutine that downloaded it, so work on one file overlaps the download of

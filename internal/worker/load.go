@@ -17,7 +17,7 @@ type SeriesSource interface {
 var _ SeriesSource = (*orthanc.Client)(nil)
 
 // LoadSeries downloads, parses and assembles a series the way a job does —
-// Orthanc transcoding only what it can safely, decoder decoding JPEG 2000,
+// decoder decoding JPEG 2000, HTJ2K and JPEG-LS,
 // lim bounding the bytes and the volume — for readers other than jobs, such
 // as the status page's previews.
 func LoadSeries(ctx context.Context, p SeriesSource, id string, lim volume.Limits, decoder volume.FrameDecoder, concurrency int) (*volume.Volume, error) {
@@ -28,7 +28,7 @@ func LoadSeries(ctx context.Context, p SeriesSource, id string, lim volume.Limit
 	lim = lim.WithDefaults()
 	budget := lim.NewBudget()
 	parser := volume.Parser{Decoder: decoder, MaxBytes: lim.MaxBytes}
-	insts, _, err := FetchInstances(ctx, uncompressed{p}, parser, ser.Instances, concurrency, budget.Add, nil)
+	insts, _, err := FetchInstances(ctx, p, parser, ser.Instances, concurrency, budget.Add, nil)
 	if err != nil {
 		return nil, fmt.Errorf("series %s: %w", id, err)
 	}

@@ -584,18 +584,10 @@ func (w *Worker) download(ctx context.Context, ser *orthanc.Series, t *pipeline.
 	}
 	budget := lim.NewBudget()
 	parser := volume.Parser{Decoder: w.cfg.Decoder, MaxBytes: lim.MaxBytes}
-	instances, parse, err := FetchInstances(ctx, uncompressed{w.pacs}, parser, ser.Instances, w.cfg.DownloadConcurrency, budget.Add,
+	instances, parse, err := FetchInstances(ctx, w.pacs, parser, ser.Instances, w.cfg.DownloadConcurrency, budget.Add,
 		func(done, total int) { t.Progress("download", float64(done)/float64(total)) })
 	t.Set("parse", parse)
 	return instances, err
-}
-
-// uncompressed fetches instances so that the parser can read them, asking
-// Orthanc to transcode only what it can do safely.
-type uncompressed struct{ p InstanceFetcher }
-
-func (u uncompressed) InstanceFile(ctx context.Context, id string) ([]byte, error) {
-	return orthanc.UncompressedInstanceFile(ctx, u.p, id)
 }
 
 // recordInOrthanc writes the outcome on the source series, so Orthanc holds

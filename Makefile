@@ -89,6 +89,19 @@ nats-server: ## build bin/nats-server, the NATS server of a segbridge cluster (t
 bench: deps build ## measure stage times, download, intake, memory and scale; writes bench/results.json and bench/RESULTS.md
 	$(GO) test -tags bench -run TestBench -count=1 -timeout 20m -v ./bench/
 
+# FUZZTIME is how long `make fuzz` runs each fuzz target.
+FUZZTIME ?= 30s
+
+.PHONY: fuzz
+fuzz: deps ## run every fuzz target (parsers of outside bytes, decoders, the SEG path) for FUZZTIME each, default 30s
+	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' . | sort); do \
+	  d=$$(dirname $$f); \
+	  for t in $$(grep -h -o '^func Fuzz[A-Za-z0-9_]*' $$f | cut -d' ' -f2); do \
+	    echo "== $$d $$t ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) $$d; \
+	  done; \
+	done
+
 .PHONY: lint
 lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

@@ -39,22 +39,15 @@ func benchmarkParse(b *testing.B, dir string) {
 		b.Fatal(err)
 	}
 	var files [][]byte
-	syntax := ""
 	for _, e := range entries {
 		data, err := os.ReadFile(filepath.Join(dir, e.Name()))
 		if err != nil {
 			b.Fatal(err)
 		}
-		if ts, _ := volume.FileTransferSyntax(data); codecFor(ts) == codecJLS {
-			data, syntax = asFrameSyntax(b, data)
-		}
 		files = append(files, data)
 	}
 	pool := newTestPool(b, Config{})
 	parser := volume.Parser{Decoder: pool}
-	if syntax != "" {
-		parser.Decoder = syntaxDecoder{syntax, pool}
-	}
 	parseAll := func() {
 		sem := make(chan struct{}, 8)
 		errs := make(chan error, len(files))

@@ -52,48 +52,6 @@ func dcmcjpls(t testing.TB, dir string, args ...string) string {
 	return out
 }
 
-// asFrameSyntax returns a copy of the Part-10 file data whose JPEG-LS
-// transfer syntax is relabelled JPEG 2000 Lossless, and the syntax it had,
-// while volume.Parser does not hand JPEG-LS frames to a FrameDecoder (it
-// has Orthanc transcode them): the parser then splits the encapsulated
-// pixel data into frames without looking inside them, and the decoder
-// syntaxDecoder wraps gives each frame its real syntax back. Once volume
-// sends JPEG-LS to its FrameDecoder, the file is returned as it is.
-func asFrameSyntax(t testing.TB, data []byte) ([]byte, string) {
-	t.Helper()
-	ts, ok := volume.FileTransferSyntax(data)
-	if !ok {
-		t.Fatal("not a Part-10 file")
-	}
-	if volume.TransferSyntaxDecoding(ts) == volume.DecodeFrames {
-		return data, ts
-	}
-	if len(ts) != len(tsJ2KLossless) {
-		t.Fatalf("cannot relabel transfer syntax %s", ts)
-	}
-	// The meta information group is short; the UID is in its first bytes.
-	i := bytes.Index(data[:min(len(data), 1024)], []byte(ts))
-	if i < 0 {
-		t.Fatalf("transfer syntax %s not found in the file meta information", ts)
-	}
-	out := append([]byte(nil), data...)
-	copy(out[i:], tsJ2KLossless)
-	return out, ts
-}
-
-// syntaxDecoder hands frames to its decoder under their real transfer
-// syntax (see asFrameSyntax).
-type syntaxDecoder struct {
-	ts string
-	d  volume.FrameDecoder
-}
-
-func (s syntaxDecoder) DecodeFrame(ctx context.Context, f *volume.Frame, dst []byte) error {
-	g := *f
-	g.TransferSyntax = s.ts
-	return s.d.DecodeFrame(ctx, &g, dst)
-}
-
 // parseJLSDir is parseDir for a folder of JPEG-LS files of one syntax,
 // decoded by dec; it returns the instances and the syntax.
 func parseJLSDir(t testing.TB, dec volume.FrameDecoder, dir string) (map[string]*volume.Instance, string) {
@@ -109,12 +67,15 @@ func parseJLSDir(t testing.TB, dec volume.FrameDecoder, dir string) (map[string]
 		if err != nil {
 			t.Fatal(err)
 		}
-		data, ts := asFrameSyntax(t, data)
+		ts, ok := volume.FileTransferSyntax(data)
+		if !ok {
+			t.Fatalf("%s is not a Part-10 file", e.Name())
+		}
 		if syntax != "" && ts != syntax {
 			t.Fatalf("%s is %s, the folder's other files %s", e.Name(), ts, syntax)
 		}
 		syntax = ts
-		in, err := volume.Parser{Decoder: syntaxDecoder{ts, dec}}.ParseInstance(context.Background(), data)
+		in, err := volume.Parser{Decoder: dec}.ParseInstance(context.Background(), data)
 		if err != nil {
 			t.Fatalf("%s: %v", e.Name(), err)
 		}
@@ -127,7 +88,7 @@ func parseJLSDir(t testing.TB, dec volume.FrameDecoder, dir string) (map[string]
 }
 
 // jlsFrames returns the JPEG-LS frames of the files in dir as a Parser hands
-// them to its decoder, under their real syntax.
+// them to its decoder.
 func jlsFrames(t testing.TB, dir string) []*volume.Frame {
 	t.Helper()
 	rec := &recorder{}
@@ -338,7 +299,8 @@ ds.save_as(sys.argv[2])`
 	if b, err := exec.Command("dcmcjpls", "-q", "+el", rgb, filepath.Join(out, "rgb.dcm")).CombinedOutput(); err != nil {
 		t.Fatalf("dcmcjpls: %v\n%s", err, b)
 	}
-	data, ts := asFrameSyntax(t, mustRead(t, filepath.Join(out, "rgb.dcm")))
+	data := mustRead(t, filepath.Join(out, "rgb.dcm"))
+	ts, _ := volume.FileTransferSyntax(data)
 	// The parser refuses colour before a decoder would see it, so the frame
 	// is cut by hand: the codestream in the one fragment after the pixel
 	// data element (7FE0,0010) OB.

@@ -300,21 +300,25 @@ func (d *decoder) scan() error {
 		return fmt.Errorf("scan names component %d, the frame's is %d", seg[1], d.compID)
 	}
 	td, ta := int(seg[2]>>4), int(seg[2]&15)
-	ss, se, ah, al := int(seg[3]), int(seg[4]), int(seg[5]>>4), int(seg[5]&15)
+	// Ss and Al matter only to lossless scans: the predictor and the point
+	// transform.
+	ss, al := int(seg[3]), int(seg[5]&15)
 	if td > 3 || ta > 3 || !d.huffSet[0][td] {
 		return fmt.Errorf("scan uses Huffman table %d, which is not defined", td)
 	}
+	// Se and Ah (and, for sequential DCT, Ss and Al) carry no information in
+	// the processes decoded here, and real encoders write other values than
+	// T.81 asks (pydicom's JPEG-lossy.dcm: a 12-bit extended scan with Se 0).
+	// libjpeg only warns and decodes them as the process defines; so does
+	// this package.
 	if d.sof == markerSOF3 {
-		if ss < 1 || ss > 7 || se != 0 || ah != 0 || al >= d.precision {
-			return fmt.Errorf("lossless scan with selection value %d, Se %d, Ah %d, point transform %d (precision %d)", ss, se, ah, al, d.precision)
+		if ss < 1 || ss > 7 || al >= d.precision {
+			return fmt.Errorf("lossless scan with selection value %d, point transform %d (precision %d)", ss, al, d.precision)
 		}
 		if d.restart > 0 && d.restart%d.cols != 0 {
 			return fmt.Errorf("%w: lossless restart interval of %d samples is not a whole number of %d-sample lines", ErrUnsupported, d.restart, d.cols)
 		}
 		return d.lossless(&d.huff[0][td], ss, al)
-	}
-	if ss != 0 || se != 63 || ah != 0 || al != 0 {
-		return fmt.Errorf("sequential scan with Ss %d, Se %d, Ah %d, Al %d (want 0, 63, 0, 0)", ss, se, ah, al)
 	}
 	if !d.huffSet[1][ta] {
 		return fmt.Errorf("scan uses AC Huffman table %d, which is not defined", ta)

@@ -181,7 +181,11 @@ func newInstance(ds *dicom.Dataset, ts string, src *pixelSource) (*Instance, err
 		return in, fmt.Errorf("%d frames of %dx%d pixels of %d bits are more bytes than can be addressed",
 			frames, in.Cols, in.Rows, in.pix.bitsAllocated)
 	}
-	if len(in.raw) != need && !(len(in.raw) == need+1 && need%2 == 1) {
+	// Pixel data may be padded: one byte to an even length (PS3.5 8.1.1), or,
+	// by some writers, more (pydicom's MR_small_padded). Padding shorter than
+	// one plane cannot be a frame the header forgot, so it is ignored; more,
+	// or less than needed, is a header that does not describe its pixels.
+	if len(in.raw) < need || len(in.raw)-need >= max(plane, 2) {
 		if frames > 1 {
 			return in, fmt.Errorf("pixel data holds %d bytes, %d frames of %dx%d pixels of %d bits need %d",
 				len(in.raw), frames, in.Cols, in.Rows, in.pix.bitsAllocated, need)

@@ -191,16 +191,36 @@ func (in *Instance) hold(h *holder) {
 // file's transfer syntax. The library guesses big endian for a transfer
 // syntax its table lacks (HTJ2K), so the encoding is set here. The library
 // copies any pixel data it reads, and skips it by copying it away, so it
-// is given the elements before the top-level PixelData and those after it,
-// never the pixels: they are in scan.
+// is given only the elements before the top-level PixelData, never the
+// pixels: they are in scan; nor the top-level sequences of VR UN it cannot
+// read (fileScan.unknownSequences). The elements after the pixels are not parsed:
+// the standard allows only Data Set Trailing Padding (FFFC,FFFC) and
+// Digital Signatures (FFFA,FFFA) there, neither says anything about the
+// image, checkStructure has already walked them, and the library cannot
+// start a parse at them (it looks for file meta information, and fails).
+// Real files end so: pydicom's MR_small, made by Clunie's tools from a
+// scanner image, carries 126 bytes of trailing padding.
 func parseDataset(data []byte, scan fileScan) (dicom.Dataset, error) {
 	bo, implicit, err := nativeTransferSyntax(scan.ts)
 	if err != nil {
 		return dicom.Dataset{}, err
 	}
-	head, tail := data, []byte(nil)
+	head := data
 	if scan.pixel.found {
-		head, tail = data[:scan.pixel.start], data[scan.pixel.end:]
+		head = data[:scan.pixel.start]
+	}
+	if len(scan.unknownSequences) > 0 {
+		// A copy without them, for the library; only such rare files pay.
+		cut := make([]byte, 0, len(head))
+		from := 0
+		for _, r := range scan.unknownSequences {
+			if r[0] >= len(head) {
+				break
+			}
+			cut = append(cut, head[from:r[0]]...)
+			from = r[1]
+		}
+		head = append(cut, head[min(from, len(head)):]...)
 	}
 	opts := []dicom.ParseOption{dicom.SkipPixelData(), dicom.AllowUnknownSpecificCharacterSet()}
 	p, err := dicom.NewParser(bytes.NewReader(head), int64(len(head)), nil, opts...)
@@ -209,18 +229,6 @@ func parseDataset(data []byte, scan fileScan) (dicom.Dataset, error) {
 	}
 	p.SetTransferSyntax(bo, implicit)
 	ds := dicom.Dataset{Elements: p.GetMetadata().Elements}
-	if err := parseElements(p, &ds); err != nil {
-		return ds, err
-	}
-	if len(tail) == 0 {
-		return ds, nil
-	}
-	// Elements after the pixels (trailing padding, digital signatures).
-	opts = append(opts, dicom.SkipMetadataReadOnNewParserInit())
-	if p, err = dicom.NewParser(bytes.NewReader(tail), int64(len(tail)), nil, opts...); err != nil {
-		return ds, err
-	}
-	p.SetTransferSyntax(bo, implicit)
 	return ds, parseElements(p, &ds)
 }
 

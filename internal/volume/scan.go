@@ -58,6 +58,9 @@ type walker struct {
 	items [][]byte
 	// pixel is where the top-level PixelData element lies.
 	pixel pixelElement
+	// unknownSequences are the byte ranges of top-level elements of VR UN
+	// and undefined length in an explicit VR dataset (see element).
+	unknownSequences [][2]int
 }
 
 // pixelElement is where a file's top-level PixelData element lies: from
@@ -81,6 +84,13 @@ type fileScan struct {
 	// pixel is where the top-level PixelData element lies, and its value
 	// when native: a slice of the file's bytes, not a copy.
 	pixel pixelElement
+	// unknownSequences are the byte ranges of the top-level elements of VR
+	// UN and undefined length in an explicit VR dataset: sequences whose
+	// contents are implicit VR (PS3.5 6.2.2), which suyashkumar/dicom v1.1.0
+	// reads as explicit and fails on. parseDataset leaves them out; none is
+	// an attribute segbridge reads (they are private, or their VR would be
+	// known).
+	unknownSequences [][2]int
 }
 
 // checkStructure validates the Part-10 framing and element lengths of data and
@@ -140,7 +150,7 @@ func checkStructure(data []byte) (fileScan, error) {
 		}
 		pos = next
 	}
-	scan.items, scan.pixel = w.items, w.pixel
+	scan.items, scan.pixel, scan.unknownSequences = w.items, w.pixel, w.unknownSequences
 	return scan, nil
 }
 
@@ -192,6 +202,24 @@ func (w *walker) element(pos, end, depth int) (int, tag.Tag, error) {
 				vl = undefinedLength
 			}
 		}
+	}
+
+	if !implicit && vr == "UN" && vl == undefinedLength {
+		// A sequence written as UN by a system that did not know its VR
+		// (typically a private sequence converted from implicit VR): its
+		// items are implicit VR little endian (PS3.5 6.2.2), whatever the
+		// dataset around it is. Real GE series carry these.
+		if depth > 0 {
+			return 0, t, fmt.Errorf("element %v: a sequence of VR UN and undefined length inside another sequence is not supported", t)
+		}
+		w.implicit = true
+		next, err := w.sequence(pos, end, vl, depth+1)
+		w.implicit = false
+		if err != nil {
+			return 0, t, fmt.Errorf("element %v (VR UN, undefined length, read as an implicit VR sequence): %w", t, err)
+		}
+		w.unknownSequences = append(w.unknownSequences, [2]int{start, next})
+		return next, t, nil
 	}
 
 	switch kind := tag.GetVRKind(t, vr); {

@@ -220,6 +220,7 @@ type jobView struct {
 	State       string             `json:"state"`
 	Stage       string             `json:"stage"`
 	Attempts    int                `json:"attempts"`
+	StartedAt   string             `json:"started_at"`
 	Trigger     string             `json:"trigger"`
 	Generation  int                `json:"generation"`
 	Error       string             `json:"error"`

@@ -126,18 +126,24 @@ func TestRemote_FailRetryHandBack(t *testing.T) {
 	if got, err := r.HandBack(b.ctx, l, "stopping"); err != nil || got.State != StateQueued {
 		t.Fatalf("hand back: %v %+v", err, got)
 	}
+	// The hand-back used up no delivery: two retries, then the third
+	// delivery is the last of 3 (the bridge counts attempts itself).
+	for i := 1; i <= 2; i++ {
+		l, err = r.Take(b.ctx, next(t, r, 3*time.Second), "w")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l.Attempt != i {
+			t.Fatalf("delivery %d after the hand-back, want %d", l.Attempt, i)
+		}
+		if got, err := r.RetryLater(b.ctx, l, 50*time.Millisecond, "503", nil); err != nil || got.State != StateQueued {
+			t.Fatalf("retry %d: %v %+v", i, err, got)
+		}
+	}
 	l, err = r.Take(b.ctx, next(t, r, 3*time.Second), "w")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, err := r.RetryLater(b.ctx, l, 50*time.Millisecond, "503", nil); err != nil || got.State != StateQueued {
-		t.Fatalf("retry: %v %+v", err, got)
-	}
-	l, err = r.Take(b.ctx, next(t, r, 3*time.Second), "w")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The bridge counts attempts itself: the third delivery is the last of 3.
 	if got, err := r.RetryLater(b.ctx, l, time.Second, "503 again", nil); err != nil || got.State != StateFailed {
 		t.Fatalf("retry on the last delivery: %v %+v", err, got)
 	}

@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -319,18 +320,58 @@ func TestQueue_RetryLaterAndLastAttempt(t *testing.T) {
 }
 
 func TestQueue_HandBack(t *testing.T) {
-	q, b := setup(t, Config{})
+	q, b := setup(t, Config{MaxDeliver: 2})
 	st, _, _ := q.Enqueue(b.ctx, testJob("m"), false)
-	l, _ := q.Take(b.ctx, next(t, q, 2*time.Second), "w")
-	if got, err := q.HandBack(b.ctx, l, "worker stopping"); err != nil || got.State != StateQueued {
-		t.Fatalf("hand back: %v %+v", err, got)
+	// Five stops in a row, more than the job's two deliveries: a hand-back
+	// is the worker's doing, not the job's, and uses up none of them.
+	for i := 0; i < 5; i++ {
+		l, err := q.Take(b.ctx, next(t, q, 2*time.Second), fmt.Sprint("w", i)) // at once, not after AckWait
+		if err != nil {
+			t.Fatalf("take %d: %v", i, err)
+		}
+		if l.Attempt != 1 || l.LastAttempt {
+			t.Fatalf("take %d: delivery %d (last %v), want the first of a fresh message", i, l.Attempt, l.LastAttempt)
+		}
+		got, err := q.HandBack(b.ctx, l, "worker stopping")
+		if err != nil || got.State != StateQueued || got.Error != "worker stopping" {
+			t.Fatalf("hand back %d: %v %+v", i, err, got)
+		}
 	}
-	d := next(t, q, 2*time.Second) // at once, not after AckWait
-	if _, err := q.Take(b.ctx, d, "w2"); err != nil {
+	l, err := q.Take(b.ctx, next(t, q, 2*time.Second), "w5")
+	if err != nil {
 		t.Fatal(err)
 	}
-	if mustStatus(t, q, st.ID).Worker != "w2" {
-		t.Fatal("not taken by w2")
+	if _, err := q.Complete(b.ctx, l, Result{SEGSeriesID: "s", SEGInstanceID: "i"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustStatus(t, q, st.ID); got.State != StateDone || got.Worker != "w5" || got.Generation != 1 {
+		t.Fatalf("status %+v, want done by w5 in generation 1", got)
+	}
+	waitDepth(t, q, 0)
+}
+
+// TestQueue_HandBackDropsTheReplacedMessage redelivers the message a
+// hand-back replaced, as when its acknowledgement is lost: it must not run
+// the job beside the fresh copy.
+func TestQueue_HandBackDropsTheReplacedMessage(t *testing.T) {
+	q, b := setup(t, Config{})
+	st, _, _ := q.Enqueue(b.ctx, testJob("m"), false)
+	old := next(t, q, 2*time.Second)
+	l, err := q.Take(b.ctx, old, "w")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.HandBack(b.ctx, l, "worker stopping"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Take(b.ctx, old, "w-late"); !errors.Is(err, ErrStale) {
+		t.Fatalf("taking the replaced message: %v, want ErrStale", err)
+	}
+	if _, err := q.Take(b.ctx, next(t, q, 2*time.Second), "w2"); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustStatus(t, q, st.ID); got.Worker != "w2" || got.State != StateRunning {
+		t.Fatalf("status %+v, want running on w2", got)
 	}
 }
 

@@ -336,8 +336,10 @@ func (q *Queue) Take(ctx context.Context, d *Delivery, worker string) (*Lease, e
 				return nil, ErrStale
 			case cur.Generation == d.Job.Generation && cur.State.Final():
 				return nil, ErrStale
-			case cur.Generation == d.Job.Generation && cur.State == StateRunning && cur.Seq != 0 && cur.Seq != d.Seq:
-				return nil, ErrStale // a copy of the message that runs
+			case cur.Generation == d.Job.Generation && cur.Seq != 0 && cur.Seq != d.Seq:
+				// A copy: of the message that runs, or a message replaced
+				// by a hand-back's fresh copy (HandBack) or a requeue.
+				return nil, ErrStale
 			case cur.leaseLive(now):
 				leasedUntil = *cur.LeaseUntil
 				return nil, ErrLeased
@@ -481,17 +483,41 @@ func (q *Queue) RetryLater(ctx context.Context, l *Lease, delay time.Duration, r
 }
 
 // HandBack returns a running job to the queue at once, for another worker:
-// its worker is stopping.
+// its worker is stopping. Stopping is not the job's fault, so it does not
+// use up one of the job's deliveries: the job goes back as a fresh copy of
+// its message, and the delivered one is acknowledged. (A NAK would count:
+// a job caught by three restarts in a row would end as failed, "gave up
+// after 3 attempts", with nothing wrong with it.) Should the copy not
+// publish — the server itself is going away — the delivered message is
+// handed back instead, and counts. Either way exactly one message can run
+// the job: Take drops a message whose sequence is not the status's.
 func (q *Queue) HandBack(ctx context.Context, l *Lease, reason string) (*Status, error) {
+	var seq uint64
+	tried := false
 	st, err := q.transition(ctx, l.Job.ID, func(cur *Status) (*Status, error) {
 		if err := owned("hand back", cur, l); err != nil {
 			return nil, err
 		}
+		if !tried {
+			tried = true
+			s, _, perr := q.publish(ctx, cur.Job, fmt.Sprintf("%s#%d#back%d", cur.ID, cur.Generation, cur.Seq))
+			if perr != nil {
+				q.logger.Warn().Err(perr).Str("job", cur.ID).
+					Msg("hand back: cannot publish a fresh copy of the job's message; its own comes back and counts as a delivery")
+			}
+			seq = s
+		}
 		next := *cur
 		next.State, next.Stage, next.Progress, next.Error = StateQueued, "", 0, reason
 		next.LeaseHash, next.LeaseUntil = "", nil
+		if seq != 0 {
+			next.Seq = seq
+		}
 		return &next, nil
 	})
+	if seq != 0 {
+		return st, q.settle(l, err, ackAck)
+	}
 	return st, q.settle(l, err, nakBody(0))
 }
 

@@ -327,8 +327,11 @@ func (w *Worker) end(ctx context.Context, log zerolog.Logger, l *queue.Lease, re
 			st, terr = w.jobs.Fail(rctx, l, err.Error(), timings)
 			log.Warn().Str("reason", err.Error()).Msg("job failed")
 		case fault.KindCancelled:
-			st, terr = w.jobs.HandBack(rctx, l, "attempt stopped: "+err.Error())
-			log.Info().Err(err).Msg("job attempt stopped; handed back")
+			// Stopped while this worker goes on: not a shutdown, so it counts
+			// as an attempt (HandBack would not, and could loop for ever).
+			delay := w.retryDelay(l.Attempt)
+			st, terr = w.jobs.RetryLater(rctx, l, delay, "attempt stopped: "+err.Error(), timings)
+			log.Info().Err(err).Dur("retry_in", delay).Msg("job attempt stopped; it will run again")
 		default:
 			delay := w.retryDelay(l.Attempt)
 			st, terr = w.jobs.RetryLater(rctx, l, delay, err.Error(), timings)

@@ -373,19 +373,24 @@ func TestProduction_RemoteWorkerKilled(t *testing.T) {
 		"SEGBRIDGE_NATS_LISTEN": natsAddr,
 		"SEGBRIDGE_NATS_TOKEN":  workerToken,
 		"SEGBRIDGE_ACK_WAIT":    "3s",
+		// slow-slices runs one slice at a time, some seconds for this
+		// series: the kill finds the worker mid-job however fast the
+		// machine (the reference model takes 0.2 s, less than a poll).
+		"MODEL_PATH": filepath.Join(fixture.Root(t), "testdata/models/slow-slices.yaml"),
 	})
 	workerEnv := func(token string) map[string]string {
 		return map[string]string{
-			"ORTHANC_URL":          s.orthanc.URL,
-			"ORTHANC_USER":         s.orthanc.User,
-			"ORTHANC_PASSWORD":     s.orthanc.Password,
-			"SEGBRIDGE_NATS_URL":   "nats://" + natsAddr,
-			"SEGBRIDGE_NATS_TOKEN": token,
-			"SEGBRIDGE_ACK_WAIT":   "3s",
-			"MODEL_PATH":           s.env["MODEL_PATH"],
-			"SEGBRIDGE_ORT_LIB":    s.env["SEGBRIDGE_ORT_LIB"],
-			"SEGBRIDGE_LOG_FORMAT": "json",
-			"SEGBRIDGE_LOG_LEVEL":  "debug",
+			"ORTHANC_URL":           s.orthanc.URL,
+			"ORTHANC_USER":          s.orthanc.User,
+			"ORTHANC_PASSWORD":      s.orthanc.Password,
+			"SEGBRIDGE_NATS_URL":    "nats://" + natsAddr,
+			"SEGBRIDGE_NATS_TOKEN":  token,
+			"SEGBRIDGE_ACK_WAIT":    "3s",
+			"MODEL_PATH":            s.env["MODEL_PATH"],
+			"SEGBRIDGE_ORT_LIB":     s.env["SEGBRIDGE_ORT_LIB"],
+			"SEGBRIDGE_ORT_THREADS": "1",
+			"SEGBRIDGE_LOG_FORMAT":  "json",
+			"SEGBRIDGE_LOG_LEVEL":   "debug",
 		}
 	}
 
@@ -401,8 +406,7 @@ func TestProduction_RemoteWorkerKilled(t *testing.T) {
 		}
 	})
 
-	// The full-resolution series gives the worker about a second of work.
-	src := fixture.MakeSeries(t, false, "--plane", "axial", "--patient-id", "K", "--seed", "7")
+	src := fixture.MakeSeries(t, false, "--plane", "axial", "--step", "2", "--patient-id", "K", "--seed", "7")
 	first := startProcess(t, workerEnv(workerToken), "worker")
 	id := s.upload(t, src.Dir)
 	var jobID, stage string

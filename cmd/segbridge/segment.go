@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"text/tabwriter"
 
@@ -31,6 +32,7 @@ func segmentCmd(ctx context.Context, logger zerolog.Logger, cfg *config.Config, 
 	modelArg := fset.String("model", "", "model name (from SEGBRIDGE_MODELS_DIR / MODEL_PATH) or path to a manifest")
 	out := fset.String("o", "seg.dcm", "output SEG file")
 	force := fset.Bool("force", false, "run the model even on a series its manifest's rules refuse")
+	seriesUID := fset.String("series", "", "SeriesInstanceUID of the series to segment, when the input holds several")
 	// Accept flags before and after the input path.
 	pos, err := parseInterleaved(fset, args)
 	if err != nil {
@@ -40,7 +42,7 @@ func segmentCmd(ctx context.Context, logger zerolog.Logger, cfg *config.Config, 
 	case len(pos) > 1:
 		return errors.New("segment: give one input folder or zip")
 	case len(pos) == 0 || pos[0] == "":
-		return errors.New("usage: segbridge segment <folder|zip> [--model NAME|manifest.yaml] [-o seg.dcm] [--force]")
+		return errors.New("usage: segbridge segment <folder|zip> [--model NAME|manifest.yaml] [--series UID] [-o seg.dcm] [--force]")
 	}
 	input := pos[0]
 	m, err := pickModel(cfg, *modelArg)
@@ -58,6 +60,10 @@ func segmentCmd(ctx context.Context, logger zerolog.Logger, cfg *config.Config, 
 	files, err := readInputs(input)
 	if err != nil {
 		return err
+	}
+	files, err = pickSeries(files, *seriesUID, stderr)
+	if err != nil {
+		return fmt.Errorf("%s: %w", input, err)
 	}
 	pool, err := codec.NewPool(logger, codec.Config{})
 	if err != nil {
@@ -208,6 +214,75 @@ func readInputs(path string) (map[string][]byte, error) {
 		return nil, fmt.Errorf("%s holds no DICOM files", path)
 	}
 	return files, nil
+}
+
+// pickSeries keeps the files of one image series: the one named, or the
+// only one there is. A folder from a CD or a PACS export holds a DICOMDIR,
+// reports and often several series; files that are not images are left out
+// (and counted on w), and several image series without a choice are an
+// error that lists them.
+func pickSeries(files map[string][]byte, uid string, w io.Writer) (map[string][]byte, error) {
+	type series struct {
+		uid, modality, description string
+		number                     int
+		files                      map[string][]byte
+	}
+	bySeries := map[string]*series{}
+	skipped := map[string]int{}
+	for name, data := range files {
+		fi, err := volume.ReadFileInfo(data)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		if !fi.Image {
+			skipped[volume.SOPClassName(fi.SOPClassUID)]++
+			continue
+		}
+		s := bySeries[fi.SeriesInstanceUID]
+		if s == nil {
+			s = &series{uid: fi.SeriesInstanceUID, modality: fi.Modality, description: fi.SeriesDescription,
+				number: fi.SeriesNumber, files: map[string][]byte{}}
+			bySeries[fi.SeriesInstanceUID] = s
+		}
+		s.files[name] = data
+	}
+	if len(skipped) > 0 {
+		kinds := make([]string, 0, len(skipped))
+		for k, n := range skipped {
+			kinds = append(kinds, fmt.Sprintf("%d %s", n, k))
+		}
+		sort.Strings(kinds)
+		fmt.Fprintf(w, "segment: left out files that are not images: %s\n", strings.Join(kinds, ", "))
+	}
+	if uid != "" {
+		if s := bySeries[uid]; s != nil {
+			return s.files, nil
+		}
+	} else if len(bySeries) == 1 {
+		for _, s := range bySeries {
+			return s.files, nil
+		}
+	}
+	if len(bySeries) == 0 {
+		return nil, errors.New("no image files")
+	}
+	list := make([]*series, 0, len(bySeries))
+	for _, s := range bySeries {
+		list = append(list, s)
+	}
+	sort.Slice(list, func(i, j int) bool {
+		return list[i].number < list[j].number || (list[i].number == list[j].number && list[i].uid < list[j].uid)
+	})
+	var b strings.Builder
+	if uid != "" {
+		fmt.Fprintf(&b, "no image series %s here; the image series are:", uid)
+	} else {
+		fmt.Fprintf(&b, "%d image series here; choose one with --series:", len(list))
+	}
+	for _, s := range list {
+		fmt.Fprintf(&b, "\n  %s  #%d %s %q, %d files", s.uid, s.number, s.modality, s.description, len(s.files))
+	}
+	return nil, errors.New(b.String())
 }
 
 func isDICOM(b []byte) bool {

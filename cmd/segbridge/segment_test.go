@@ -3,8 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -161,5 +164,74 @@ func TestSegment_Brainchop104(t *testing.T) {
 		if !names[want] {
 			t.Errorf("no segment named %q", want)
 		}
+	}
+}
+
+// TestSegment_FolderFromACD runs `segbridge segment` on a folder laid out as
+// a CD or a PACS export is: files without extensions in subfolders, a
+// DICOMDIR, a text file, and two series. It lists the series and asks for
+// one; given --series it segments that one, leaving the rest out.
+func TestSegment_FolderFromACD(t *testing.T) {
+	if _, err := exec.LookPath("dcmmkdir"); err != nil {
+		t.Fatal("dcmmkdir is missing: run make deps (dcmtk)")
+	}
+	axial := fixture.MakeSeries(t, false, "--plane", "axial", "--step", "4", "--patient-id", "CD", "--seed", "61")
+	coronal := fixture.MakeSeries(t, false, "--plane", "coronal", "--step", "4", "--patient-id", "CD", "--seed", "62")
+	cd := t.TempDir()
+	for i, s := range []*fixture.Series{axial, coronal} {
+		dir := filepath.Join(cd, "DICOM", fmt.Sprintf("S%d", i+1))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		entries, _ := os.ReadDir(s.Dir)
+		for k, e := range entries {
+			b, err := os.ReadFile(filepath.Join(s.Dir, e.Name()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("IM%04d", k)), b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if b, err := exec.Command("dcmmkdir", "--recurse", "-q", "+I", "+id", cd, "+D", filepath.Join(cd, "DICOMDIR"), "DICOM").CombinedOutput(); err != nil {
+		t.Fatalf("dcmmkdir: %v\n%s", err, b)
+	}
+	if err := os.WriteFile(filepath.Join(cd, "README.TXT"), []byte("Viewer on this CD: run viewer.exe\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"SEGBRIDGE_ORT_LIB": fixture.ORTLibrary(t), "SEGBRIDGE_LOG_LEVEL": "warn"}
+	manifest := filepath.Join(fixture.Root(t), "testdata/models/head-threshold.yaml")
+	out := filepath.Join(t.TempDir(), "seg.dcm")
+
+	_, stderr, err := runCmd(t, env, "segment", cd, "--model", manifest, "-o", out)
+	if err == nil || !strings.Contains(err.Error(), "2 image series here; choose one with --series") ||
+		!strings.Contains(err.Error(), axial.Truth.SeriesInstanceUID) || !strings.Contains(err.Error(), coronal.Truth.SeriesInstanceUID) {
+		t.Fatalf("without --series: %v", err)
+	}
+	if !strings.Contains(stderr, "left out files that are not images: 1 Media Storage Directory Storage") {
+		t.Errorf("stderr does not say the DICOMDIR was left out:\n%s", stderr)
+	}
+	t.Logf("without --series: %v", err)
+
+	if _, stderr, err := runCmd(t, env, "segment", cd, "--model", manifest, "--series", coronal.Truth.SeriesInstanceUID, "-o", out); err != nil {
+		t.Fatalf("with --series: %v\n%s", err, stderr)
+	}
+	mask, seg := segMask(t, out, coronal)
+	if seg.ReferencedSeries.UID != coronal.Truth.SeriesInstanceUID {
+		t.Errorf("the SEG references series %s, want the coronal one", seg.ReferencedSeries.UID)
+	}
+	// The reference model marks the head: ch2's air is exactly 0.
+	head := make([]uint8, len(coronal.Values))
+	for i, v := range coronal.Values {
+		if v > 0 {
+			head[i] = 1
+		}
+	}
+	// 4 mm coronal slices: the head's edge is coarser than checkSEG's 2 mm.
+	if d := fixture.Dice(mask, head); d < 0.95 {
+		t.Errorf("Dice %.4f against the head (ch2 > 0), want >= 0.95", d)
+	} else {
+		t.Logf("Dice against ch2 > 0: %.4f", d)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -430,4 +431,62 @@ func TestHardening_IntakeAppliesTheWholeRules(t *testing.T) {
 		t.Fatalf("forced trigger: %d %+v", code, v)
 	}
 	s.waitDone(t, id, 60*time.Second)
+}
+
+// TestHardening_ASeriesOfNonImagesIsSkipped uploads an MR series of objects
+// with no pixels, as Siemens files its protocol (a "PhoenixZIPReport" series
+// of CSA Non-Image instances, Modality MR) beside every study: the automatic
+// trigger's job ends skipped, saying the series holds no images, not failed
+// (which would mark every such study ai-failed), and so does a forced
+// manual trigger.
+func TestHardening_ASeriesOfNonImagesIsSkipped(t *testing.T) {
+	s := setupSystem(t, nil)
+	dir := t.TempDir()
+	script := `import sys, pydicom, datetime
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import generate_uid, ExplicitVRLittleEndian
+study, series = generate_uid(), generate_uid()
+for i in range(2):
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = "1.3.12.2.1107.5.9.1"
+    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
+    ds.Modality, ds.SeriesDescription, ds.SeriesNumber, ds.InstanceNumber = "MR", "PhoenixZIPReport", 99, i + 1
+    ds.PatientName, ds.PatientID, ds.StudyInstanceUID, ds.SeriesInstanceUID = "Phoenix^Report", "PHOENIX", study, series
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "RAWDATA", "PHOENIXZIPREPORT"]
+    ds.add_new(0x00290010, "LO", "SIEMENS CSA NON-IMAGE")
+    ds.add_new(0x00291010, "OB", bytes(range(256)) * 4)
+    ds.is_little_endian, ds.is_implicit_VR = True, False
+    ds.save_as(sys.argv[1] + "/report%d.dcm" % i, write_like_original=False)`
+	if b, err := exec.Command(fixture.Python, "-c", script, dir).CombinedOutput(); err != nil {
+		t.Fatalf("make the series: %v\n%s", err, b)
+	}
+	id := s.upload(t, dir)
+	var j jobView
+	waitFor(t, 60*time.Second, "the automatic trigger's job to end", func() bool {
+		_, v := s.seriesStatus(t, id)
+		if len(v.Jobs) == 0 {
+			return false
+		}
+		j = v.Jobs[0]
+		return j.State != "queued" && j.State != "running"
+	})
+	if j.State != "skipped" || !strings.Contains(j.Error, "holds no images") || !strings.Contains(j.Error, "1.3.12.2.1107.5.9.1") {
+		t.Fatalf("job %s %q, want skipped saying the series holds no images", j.State, j.Error)
+	}
+	t.Logf("skipped: %s", j.Error)
+	var f jobView
+	if code := s.call(t, http.MethodPost, "/v1/series/"+id+"/segment?force=true", "", nil, &f); code != http.StatusAccepted {
+		t.Fatalf("forced trigger: %d %+v", code, f)
+	}
+	waitFor(t, 60*time.Second, "the forced job to end", func() bool {
+		j = s.job(t, f.ID)
+		return j.Generation == 2 && j.State != "queued" && j.State != "running"
+	})
+	if j.State != "skipped" || !strings.Contains(j.Error, "holds no images") {
+		t.Fatalf("forced job %s %q, want skipped", j.State, j.Error)
+	}
 }

@@ -238,6 +238,9 @@ func (c *Client) VerifySEG(ctx context.Context, inst, segSeriesID, sourceSeriesI
 // ImageHeader is what sizes an image instance, read before its pixels.
 type ImageHeader struct {
 	Rows, Columns, NumberOfFrames, BitsAllocated, SamplesPerPixel int64
+	// SOPClassUID names what the instance is, for a message when it is not
+	// an image.
+	SOPClassUID string
 }
 
 // ImageHeader reads the attributes that size an instance's pixel data from
@@ -253,6 +256,9 @@ func (c *Client) ImageHeader(ctx context.Context, inst string) (*ImageHeader, er
 		return nil, err
 	}
 	h := &ImageHeader{NumberOfFrames: 1, SamplesPerPixel: 1}
+	if v, ok := tags["0008,0016"].(string); ok {
+		h.SOPClassUID = strings.TrimSpace(v)
+	}
 	for _, f := range []struct {
 		tag string
 		dst *int64

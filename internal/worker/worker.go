@@ -580,6 +580,17 @@ func (w *Worker) download(ctx context.Context, ser *orthanc.Series, t *pipeline.
 	if err != nil {
 		return nil, fmt.Errorf("read the header of instance %s: %w", ser.Instances[0], err)
 	}
+	if h.Rows == 0 && h.Columns == 0 {
+		// A series of reports, raw data or a vendor's non-image objects
+		// (Siemens stores its protocol as an MR series of "CSA Non-Image"
+		// instances): nothing to segment, and nothing wrong with it.
+		what := "SOP class " + h.SOPClassUID
+		if name := volume.SOPClassName(h.SOPClassUID); name != "unknown SOP class" {
+			what = fmt.Sprintf("%s, %s", name, what)
+		}
+		return nil, &pipeline.NotApplicable{Reason: fmt.Sprintf(
+			"series %s holds no images: its first instance (%s) has no Rows or Columns; nothing to segment", ser.ID, what)}
+	}
 	hdr := volume.Header{Rows: int(h.Rows), Columns: int(h.Columns), NumberOfFrames: int(h.NumberOfFrames),
 		BitsAllocated: int(h.BitsAllocated), SamplesPerPixel: int(h.SamplesPerPixel)}
 	if err := lim.CheckSeries(hdr, len(ser.Instances)); err != nil {

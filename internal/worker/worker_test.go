@@ -461,6 +461,19 @@ func TestWorker_RefusesOversizedSeriesBeforeDownload(t *testing.T) {
 	}
 }
 
+// TestWorker_SkipsASeriesOfNonImages: a series whose first instance has no
+// Rows or Columns (reports, a vendor's non-image objects filed as MR) ends
+// skipped with what it holds, not failed, and nothing is downloaded.
+func TestWorker_SkipsASeriesOfNonImages(t *testing.T) {
+	_, b := setup(t)
+	b.pacs.header = orthanc.ImageHeader{NumberOfFrames: 1, SamplesPerPixel: 1, SOPClassUID: "1.2.840.10008.5.1.4.1.1.88.33"}
+	b.deliver(1)
+	e := b.waitEvent(t, "complete", "fail", "retry", "skip")
+	if e.op != "skip" || !strings.Contains(e.reason, "holds no images") || !strings.Contains(e.reason, "Comprehensive SR Storage") || b.pacs.downloads != 0 {
+		t.Fatalf("event %+v, downloads %d", e, b.pacs.downloads)
+	}
+}
+
 // TestWorker_HeartbeatsAndCancel drives the heartbeat with the fake clock: a
 // heartbeat that learns of a cancel stops the running job, which then gets
 // no other transition.

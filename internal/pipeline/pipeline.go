@@ -186,6 +186,11 @@ func (p *Pipeline) Run(ctx context.Context, in Input, t *Timer) (out *Output, er
 	if err != nil {
 		return nil, err
 	}
+	if vol.FrameOfReferenceUID == "" {
+		// Checked before the model runs: the SEG could not be written.
+		return nil, fault.Permanent(fmt.Errorf("%w: series %s has no FrameOfReferenceUID (required in MR and CT images; "+
+			"some anonymisers strip it): a SEG must share its source's frame of reference", volume.ErrInvalidSeries, vol.SeriesInstanceUID))
+	}
 	if !in.Force {
 		if ok, why := m.Matches(SeriesInfo(vol)); !ok {
 			return nil, &NotApplicable{Reason: fmt.Sprintf("model %s does not apply to series %s: %s", m.Name, vol.SeriesInstanceUID, why)}

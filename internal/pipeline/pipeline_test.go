@@ -3,8 +3,10 @@ package pipeline_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/segbridge/segbridge/inference"
@@ -129,4 +131,34 @@ func TestPipeline_Outputs(t *testing.T) {
 			t.Errorf("outputs: SR %v, preview %v, volumes %+v", out.SR != nil, out.Preview != nil, out.Volumes)
 		}
 	})
+}
+
+// countingModel counts its runs.
+type countingModel struct{ runs *int }
+
+func (c countingModel) SegmentWith(ctx context.Context, m *model.Model, v *volume.Volume, o inference.SegmentOptions) (*inference.Result, error) {
+	*c.runs++
+	return thresholdModel{}.SegmentWith(ctx, m, v, o)
+}
+
+// TestPipeline_NoFrameOfReference: a series stripped of its
+// FrameOfReferenceUID fails with that reason before the model runs.
+func TestPipeline_NoFrameOfReference(t *testing.T) {
+	m, err := model.Load(filepath.Join(fixture.Root(t), "testdata/models/head-threshold.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	insts := instances(t)
+	for _, in := range insts {
+		in.FrameOfReferenceUID = ""
+	}
+	runs := 0
+	p, err := pipeline.New(countingModel{&runs}, pipeline.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = p.Run(context.Background(), pipeline.Input{Model: m, Instances: insts}, pipeline.NewTimer(nil, nil))
+	if !errors.Is(err, volume.ErrInvalidSeries) || !strings.Contains(err.Error(), "has no FrameOfReferenceUID") || runs != 0 {
+		t.Fatalf("error %v after %d model runs, want the reason and none", err, runs)
+	}
 }

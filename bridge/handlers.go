@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -27,7 +28,17 @@ type WebhookEvent struct {
 	Tags map[string]string `json:"tags"`
 	// Model optionally names the model to run.
 	Model string `json:"model,omitempty"`
+	// Instances is how many instances the series has now (0: not sent):
+	// a series done with another count is segmented again.
+	Instances int `json:"-"`
+	// RawInstances is the count as sent: Orthanc's Lua writes numbers as
+	// JSON numbers, possibly with a fraction (Lua 5.1 numbers are doubles),
+	// or as strings.
+	RawInstances json.RawMessage `json:"instances,omitempty"`
 }
+
+// maxEventInstances bounds the instance count an event may claim.
+const maxEventInstances = 10_000_000
 
 // ParseWebhookEvent decodes and checks a webhook body.
 func ParseWebhookEvent(body []byte) (*WebhookEvent, error) {
@@ -41,6 +52,14 @@ func ParseWebhookEvent(body []byte) (*WebhookEvent, error) {
 	}
 	if !orthanc.ValidID(ev.SeriesID) {
 		return nil, errors.New("series_id is not an Orthanc series id")
+	}
+	if len(ev.RawInstances) > 0 {
+		raw := strings.Trim(string(ev.RawInstances), `"`)
+		n, err := strconv.ParseFloat(raw, 64)
+		if err != nil || n < 0 || n > maxEventInstances || n != math.Trunc(n) {
+			return nil, fmt.Errorf("instances is %.40s, not a count of 0..%d", ev.RawInstances, maxEventInstances)
+		}
+		ev.Instances = int(n)
 	}
 	return &ev, nil
 }
@@ -92,7 +111,7 @@ func (s *Server) webhook(c echo.Context) error {
 		return echo.NewHTTPError(http.StatusBadRequest, err.Error())
 	}
 	out, err := s.intake.Admit(c.Request().Context(), intake.Request{
-		Series:  intake.Series{ID: ev.SeriesID, Tags: ev.Tags},
+		Series:  intake.Series{ID: ev.SeriesID, Tags: ev.Tags, InstanceCount: ev.Instances},
 		Trigger: intake.TriggerWebhook,
 		Model:   ev.Model,
 	})

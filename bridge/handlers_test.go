@@ -302,8 +302,31 @@ func TestServer_APITokenWhenSet(t *testing.T) {
 	}
 }
 
+// TestParseWebhookEvent_Instances: the instance count Orthanc's Lua sends,
+// as a number, a number with a fraction of zero or a string; anything else
+// is a 400.
+func TestParseWebhookEvent_Instances(t *testing.T) {
+	for raw, want := range map[string]int{"": 0, `181`: 181, `181.0`: 181, `"181"`: 181, `0`: 0} {
+		body := `{"event":"StableSeries","series_id":"` + seriesID + `","tags":{"Modality":"MR"}`
+		if raw != "" {
+			body += `,"instances":` + raw
+		}
+		ev, err := ParseWebhookEvent([]byte(body + "}"))
+		if err != nil || ev.Instances != want {
+			t.Errorf("instances %s: %+v %v, want %d", raw, ev, err, want)
+		}
+	}
+	for _, raw := range []string{`-1`, `1.5`, `"x"`, `1e9`, `true`, `{}`} {
+		body := `{"event":"StableSeries","series_id":"` + seriesID + `","instances":` + raw + `}`
+		if _, err := ParseWebhookEvent([]byte(body)); err == nil || !strings.Contains(err.Error(), "not a count") {
+			t.Errorf("instances %s: %v, want refused", raw, err)
+		}
+	}
+}
+
 func FuzzParseWebhookEvent(f *testing.F) {
 	f.Add([]byte(`{"event":"StableSeries","series_id":"` + seriesID + `","tags":{"Modality":"MR"}}`))
+	f.Add([]byte(`{"event":"StableSeries","series_id":"` + seriesID + `","instances":12.0}`))
 	f.Add([]byte(`{"series_id":null}`))
 	f.Add([]byte(`[]`))
 	f.Add([]byte(`{"tags":{"Modality":1}}`))

@@ -61,7 +61,14 @@ function OnStableSeries(seriesId, tags, metadata)
     return
   end
   local url = string.gsub(setting("Url", "SEGBRIDGE_URL", "http://127.0.0.1:8080"), "/+$", "")
-  local body = DumpJson({ event = "StableSeries", series_id = seriesId, tags = tags }, true)
+  -- The instance count lets the bridge see a series that grew after its job
+  -- was done (the rest arrived after Orthanc had called it stable).
+  local event = { event = "StableSeries", series_id = seriesId, tags = tags }
+  local got, series = pcall(function() return ParseJson(RestApiGet("/series/" .. seriesId)) end)
+  if got and type(series) == "table" and type(series["Instances"]) == "table" then
+    event["instances"] = #series["Instances"]
+  end
+  local body = DumpJson(event, true)
   local endpoint = url .. "/v1/events/orthanc"
   local ok, answer = pcall(HttpPost, endpoint, body, {
     ["Authorization"] = "Bearer " .. token,

@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/segbridge/segbridge/internal/fixture"
+	"github.com/segbridge/segbridge/internal/volume"
 )
 
 // TestReconcile_OrthancKilledWhileSeriesArrives: half of a series reaches
@@ -145,4 +147,70 @@ func TestReconcile_OrthancKilledWhileSeriesArrives(t *testing.T) {
 			t.Errorf("metrics lack %q:\n%s", want, b)
 		}
 	})
+}
+
+// TestServe_SeriesCompletedAfterItsJob sends the first half of a series,
+// lets Orthanc call it stable and segbridge segment it, then sends the rest,
+// as a modality that pauses longer than StableAge does: Orthanc calls the
+// series stable again, and segbridge segments it again (generation 2) into a
+// SEG of every slice, instead of keeping the half one as the result.
+func TestServe_SeriesCompletedAfterItsJob(t *testing.T) {
+	s := setupSystem(t, nil)
+	src := fixture.MakeSeries(t, false, "--plane", "axial", "--step", "2", "--patient-id", "LATE", "--seed", "71")
+	// The first half by position, so that it is a stack of its own.
+	first := map[string]bool{}
+	for _, sl := range src.Truth.Slices[:len(src.Truth.Slices)/2] {
+		first[sl.SOPInstanceUID] = true
+	}
+	halves := [2]string{t.TempDir(), t.TempDir()}
+	entries, err := os.ReadDir(src.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(src.Dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fi, err := volume.ReadFileInfo(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dst := halves[1]
+		if first[fi.SOPInstanceUID] {
+			dst = halves[0]
+		}
+		if err := os.WriteFile(filepath.Join(dst, e.Name()), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	id := s.upload(t, halves[0])
+	v := s.waitDone(t, id, 60*time.Second)
+	jobID := v.Jobs[0].ID
+	half := v.Jobs[0].SEGSeriesID
+	if half == "" || v.Jobs[0].Generation != 1 {
+		t.Fatalf("first half: %+v", v.Jobs[0])
+	}
+	if id2 := s.upload(t, halves[1]); id2 != id {
+		t.Fatalf("the rest went into series %s, not %s", id2, id)
+	}
+	start := time.Now()
+	var j jobView
+	waitFor(t, 90*time.Second, "generation 2 of the job, done", func() bool {
+		j = s.job(t, jobID)
+		if j.Generation == 2 && j.State == "failed" {
+			t.Fatalf("generation 2 failed: %s", j.Error)
+		}
+		return j.Generation == 2 && j.State == "done"
+	})
+	t.Logf("segmented again %s after the rest was uploaded (StableAge 2 s)", time.Since(start).Round(time.Millisecond))
+	if j.SEGSeriesID == half {
+		t.Fatal("generation 2 answered with the first half's SEG")
+	}
+	waitStable(t, s.orthanc, j.SEGSeriesID)
+	s.checkSEG(t, j.SEGSeriesID, src) // every slice referenced, Dice against the whole head
+	if !strings.Contains(s.logs.String(), "the series changed since its job was done") {
+		t.Error("the log does not say why the series ran again")
+	}
 }

@@ -77,6 +77,17 @@ type Series struct {
 	// manual trigger reads the first one's header for the rules that need
 	// it.
 	Instances []string
+	// InstanceCount is how many instances the series has, when the trigger
+	// knows it without the ids (the Lua event); 0 is not known.
+	InstanceCount int
+}
+
+// count is how many instances the series has, or 0 when not known.
+func (s Series) count() int {
+	if s.InstanceCount > 0 {
+		return s.InstanceCount
+	}
+	return len(s.Instances)
 }
 
 // Info is what the model rules look at.
@@ -355,7 +366,19 @@ func (in *Intake) admitModel(ctx context.Context, req Request, m *model.Model) (
 	job := queue.Job{SeriesID: req.Series.ID, Model: m.Name, ModelVersion: m.Version, Trigger: string(req.Trigger)}
 	job.ID = queue.JobID(job.SeriesID, job.Model, job.ModelVersion)
 	force := req.Force && req.Trigger == TriggerManual
-	if req.Trigger == TriggerReconciler || req.Trigger == TriggerManual && !force {
+	if n := req.Series.count(); n > 0 && !force && req.Trigger != TriggerReconciler {
+		// A series that gained or lost instances since its job was done (the
+		// rest of it arrived after Orthanc had called it stable, or slices
+		// were deleted) is segmented again: the old SEG covers another
+		// series than the one Orthanc now holds.
+		cur, err := in.queue.Status(ctx, job.ID)
+		if err == nil && cur.State == queue.StateDone && cur.Instances > 0 && cur.Instances != n {
+			job.Changed = true
+			in.logger.Info().Str("series", req.Series.ID).Str("job", job.ID).Int("instances_then", cur.Instances).
+				Int("instances_now", n).Msg("the series changed since its job was done; segmenting it again")
+		}
+	}
+	if !job.Changed && (req.Trigger == TriggerReconciler || req.Trigger == TriggerManual && !force) {
 		cur, err := in.queue.Status(ctx, job.ID)
 		switch {
 		case err == nil && req.Trigger == TriggerReconciler:
@@ -368,7 +391,7 @@ func (in *Intake) admitModel(ctx context.Context, req Request, m *model.Model) (
 			return Admitted{}, nil, err
 		}
 	}
-	if req.Trigger == TriggerManual && !force && in.finder != nil {
+	if req.Trigger == TriggerManual && !force && !job.Changed && in.finder != nil {
 		ref, err := in.finder.FindSEG(ctx, req.Series.ID, m.Name, m.Version)
 		if err != nil {
 			return Admitted{}, nil, fmt.Errorf("look for the SEG in Orthanc: %w", err)

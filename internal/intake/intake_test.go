@@ -26,7 +26,7 @@ func (f *fakeQueue) Enqueue(_ context.Context, job queue.Job, force bool) (*queu
 		job.ID = queue.JobID(job.SeriesID, job.Model, job.ModelVersion)
 	}
 	cur := f.st[job.ID]
-	if cur != nil && (cur.State == queue.StateQueued || cur.State == queue.StateRunning || cur.State == queue.StateDone && !force) {
+	if cur != nil && (cur.State == queue.StateQueued || cur.State == queue.StateRunning || cur.State == queue.StateDone && !force && !job.Changed) {
 		return cur, false, nil
 	}
 	job.Generation = 1
@@ -172,6 +172,57 @@ func TestIntake_Admit_WebhookQueuesOnceAndNeverAsksOrthanc(t *testing.T) {
 	}
 	if len(b.queue.enqueued) != 1 || b.counts.queued[TriggerWebhook] != 1 || b.finder.calls != 0 {
 		t.Fatalf("enqueued %d, counted %d, Orthanc asked %d times", len(b.queue.enqueued), b.counts.queued[TriggerWebhook], b.finder.calls)
+	}
+}
+
+// TestIntake_Admit_SeriesThatChanged: a series done with 90 instances that
+// Orthanc calls stable again with 181 (the rest arrived later) is queued
+// again, marked changed, without asking Orthanc for the old SEG; the same
+// count, or an unknown one, changes nothing.
+func TestIntake_Admit_SeriesThatChanged(t *testing.T) {
+	ctx := context.Background()
+	id := queue.JobID(seriesA, "brain", "1.0.0")
+	done := func(b *testBundle, instances int) {
+		b.queue.st[id] = &queue.Status{Job: queue.Job{ID: id, SeriesID: seriesA, Generation: 1}, State: queue.StateDone, Instances: instances}
+	}
+	withCount := func(n int) Series {
+		s := t1Head(seriesA)
+		s.InstanceCount = n
+		return s
+	}
+	for _, tt := range []struct {
+		name      string
+		then      int
+		req       Request
+		wantQueue bool
+	}{
+		{"webhook, 90 then 181", 90, Request{Series: withCount(181), Trigger: TriggerWebhook}, true},
+		{"webhook, same count", 181, Request{Series: withCount(181), Trigger: TriggerWebhook}, false},
+		{"webhook, count not sent", 90, Request{Series: t1Head(seriesA), Trigger: TriggerWebhook}, false},
+		{"webhook, count of the done job not known", 0, Request{Series: withCount(181), Trigger: TriggerWebhook}, false},
+		{"manual, instances read from Orthanc", 90, Request{Series: Series{ID: seriesA, Tags: t1Head(seriesA).Tags, Instances: make([]string, 181)}, Trigger: TriggerManual}, true},
+		{"the reconciler never re-runs a known job", 90, Request{Series: withCount(181), Trigger: TriggerReconciler}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			in, b := setup(t, Config{})
+			b.finder.refs[seriesA] = &orthanc.SEGRef{SeriesID: "old-seg", InstanceID: "i"}
+			done(b, tt.then)
+			out, err := in.Admit(ctx, tt.req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			queued := len(b.queue.enqueued) == 1
+			if queued != tt.wantQueue {
+				t.Fatalf("queued %v, want %v: %+v", queued, tt.wantQueue, out)
+			}
+			if !queued {
+				return
+			}
+			j := b.queue.enqueued[0]
+			if !j.Changed || j.Force || j.Generation != 2 || b.finder.calls != 0 {
+				t.Fatalf("job %+v (Orthanc asked %d times), want generation 2 marked changed, not forced, Orthanc not asked", j, b.finder.calls)
+			}
+		})
 	}
 }
 

@@ -64,6 +64,10 @@ type Job struct {
 	// model version; without it a worker that finds one records it as the
 	// job's result instead of running the model again.
 	Force bool `json:"force,omitempty"`
+	// Changed says the series gained or lost instances since its last done
+	// generation: the worker makes a new result without looking for one in
+	// Orthanc (it would find the old one), but the model's rules still apply.
+	Changed bool `json:"changed,omitempty"`
 }
 
 // JobID derives a job's id from the series and the model version. The id is
@@ -146,6 +150,10 @@ type Status struct {
 	PreviewSeriesID string `json:"preview_series_id,omitempty"`
 	// Volumes are the segments' volumes, as the SR reports them.
 	Volumes []SegmentVolume `json:"volumes,omitempty"`
+	// Instances is how many instances the series had in Orthanc when the
+	// done job read it (0: not known, as for a result found in Orthanc). A
+	// trigger that sees another count runs the job again.
+	Instances int `json:"instances,omitempty"`
 	// Timings holds stage durations in milliseconds.
 	Timings map[string]float64 `json:"timings_ms,omitempty"`
 	// Seq is the stream sequence of this generation's job message: the one
@@ -189,6 +197,8 @@ type Result struct {
 	PreviewSeriesID string             `json:"preview_series_id,omitempty"`
 	Volumes         []SegmentVolume    `json:"volumes,omitempty"`
 	Timings         map[string]float64 `json:"timings_ms,omitempty"`
+	// Instances is how many instances the series had when it was read.
+	Instances int `json:"instances,omitempty"`
 	// Found is true when the result was already in Orthanc and the model
 	// did not run.
 	Found bool `json:"found,omitempty"`

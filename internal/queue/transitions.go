@@ -150,7 +150,7 @@ func (q *Queue) Enqueue(ctx context.Context, job Job, force bool) (*Status, bool
 				return cur, false, nil
 			case cur.State == StateRunning && (cur.leaseLive(now) || !force):
 				return cur, false, nil
-			case cur.State == StateDone && !force:
+			case cur.State == StateDone && !force && !job.Changed:
 				return cur, false, nil
 			}
 		}
@@ -421,6 +421,7 @@ func (q *Queue) Complete(ctx context.Context, l *Lease, res Result) (*Status, er
 		next.State, next.Stage, next.Progress, next.Error = StateDone, "", 1, ""
 		next.SEGSeriesID, next.SEGInstanceID, next.Timings = res.SEGSeriesID, res.SEGInstanceID, res.Timings
 		next.SRSeriesID, next.PreviewSeriesID, next.Volumes = res.SRSeriesID, res.PreviewSeriesID, res.Volumes
+		next.Instances = res.Instances
 		next.Warnings = res.Warnings
 		next.Source = ""
 		if res.Found {

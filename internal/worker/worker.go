@@ -430,8 +430,9 @@ func (w *Worker) runJob(ctx context.Context, job queue.Job, t *pipeline.Timer) (
 	}
 	// A SEG by this model version may already be in Orthanc: stored by an
 	// attempt that died before it said so, or before the bridge lost its
-	// state. Unless asked to redo it, that SEG is the result.
-	if !job.Force {
+	// state. Unless asked to redo it, or the series changed since, that SEG
+	// is the result.
+	if !job.Force && !job.Changed {
 		ref, err := w.pacs.FindSEG(ctx, job.SeriesID, m.Name, m.Version)
 		if err != nil {
 			return res, fmt.Errorf("look for an existing SEG of series %s: %w", job.SeriesID, err)
@@ -462,6 +463,7 @@ func (w *Worker) runJob(ctx context.Context, job queue.Job, t *pipeline.Timer) (
 	if err != nil {
 		return res, err
 	}
+	res.Instances = len(ser.Instances)
 	t.Total()
 	if !job.RequestedAt.IsZero() {
 		t.Set("end_to_end", w.cfg.Clock.Now().Sub(job.RequestedAt))

@@ -434,8 +434,8 @@ func TestHardening_IntakeAppliesTheWholeRules(t *testing.T) {
 }
 
 // TestHardening_ASeriesOfNonImagesIsSkipped uploads an MR series of objects
-// with no pixels, as Siemens files its protocol (a "PhoenixZIPReport" series
-// of CSA Non-Image instances, Modality MR) beside every study: the automatic
+// with no pixels, modelled on Siemens' PhoenixZIPReport series (CSA
+// Non-Image instances filed with the study's images): the automatic
 // trigger's job ends skipped, saying the series holds no images, not failed
 // (which would mark every such study ai-failed), and so does a forced
 // manual trigger.

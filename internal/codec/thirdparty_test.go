@@ -14,7 +14,8 @@ import (
 )
 
 // pydicomFiles are the test files Debian's python3-pydicom ships: real
-// scanner images (MR_small is a GE MR slice from NEMA's WG04 set, downsized)
+// scanner images (MR_small is an MR slice from NEMA's WG04 compression test set,
+// downsized)
 // re-encoded by GDCM, DCMTK, Pixelmed and others, and objects that are not
 // MR images at all. They were written by encoders other than the ones that
 // make this repository's test series, which is why they are here.

@@ -208,7 +208,8 @@ func (w *walker) element(pos, end, depth int) (int, tag.Tag, error) {
 		// A sequence written as UN by a system that did not know its VR
 		// (typically a private sequence converted from implicit VR): its
 		// items are implicit VR little endian (PS3.5 6.2.2), whatever the
-		// dataset around it is. Real GE series carry these.
+		// dataset around it is. Real files carry these (pydicom's
+		// UN_sequence.dcm, a CT with GE UIDs).
 		if depth > 0 {
 			return 0, t, fmt.Errorf("element %v: a sequence of VR UN and undefined length inside another sequence is not supported", t)
 		}

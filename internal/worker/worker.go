@@ -584,8 +584,8 @@ func (w *Worker) download(ctx context.Context, ser *orthanc.Series, t *pipeline.
 	}
 	if h.Rows == 0 && h.Columns == 0 {
 		// A series of reports, raw data or a vendor's non-image objects
-		// (Siemens stores its protocol as an MR series of "CSA Non-Image"
-		// instances): nothing to segment, and nothing wrong with it.
+		// (such as Siemens' PhoenixZIPReport series of CSA Non-Image
+		// objects): nothing to segment, and nothing wrong with it.
 		what := "SOP class " + h.SOPClassUID
 		if name := volume.SOPClassName(h.SOPClassUID); name != "unknown SOP class" {
 			what = fmt.Sprintf("%s, %s", name, what)

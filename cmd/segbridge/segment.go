@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -33,6 +34,7 @@ func segmentCmd(ctx context.Context, logger zerolog.Logger, cfg *config.Config, 
 	out := fset.String("o", "seg.dcm", "output SEG file")
 	force := fset.Bool("force", false, "run the model even on a series its manifest's rules refuse")
 	seriesUID := fset.String("series", "", "SeriesInstanceUID of the series to segment, when the input holds several")
+	repeat := fset.Int("repeat", 1, "run the pipeline this many times in one process and report the last run: times a warm session, as a worker's later jobs run")
 	// Accept flags before and after the input path.
 	pos, err := parseInterleaved(fset, args)
 	if err != nil {
@@ -93,12 +95,32 @@ func segmentCmd(ctx context.Context, logger zerolog.Logger, cfg *config.Config, 
 	}
 	done()
 
-	res, err := pl.Run(ctx, pipeline.Input{Model: m, Instances: instances, Force: *force}, t)
-	if na := (*pipeline.NotApplicable)(nil); errors.As(err, &na) {
-		return fmt.Errorf("%s (--force runs it anyway)", na.Reason)
+	if *repeat < 1 {
+		return errors.New("segment: --repeat must be at least 1")
 	}
-	if err != nil {
-		return err
+	var res *pipeline.Output
+	for i := 1; i <= *repeat; i++ {
+		if i > 1 {
+			// A fresh timer per run, so that the last run's total is that
+			// run's alone; read and load model happened once, before.
+			prev := t.Timings()
+			t = pipeline.NewTimer(nil, bar.progress)
+			for _, st := range []string{"read", "load model"} {
+				t.Set(st, time.Duration(prev[st]*float64(time.Millisecond)))
+			}
+		}
+		res, err = pl.Run(ctx, pipeline.Input{Model: m, Instances: instances, Force: *force}, t)
+		if na := (*pipeline.NotApplicable)(nil); errors.As(err, &na) {
+			return fmt.Errorf("%s (--force runs it anyway)", na.Reason)
+		}
+		if err != nil {
+			return err
+		}
+		if *repeat > 1 {
+			tm := t.Timings()
+			fmt.Fprintf(stdout, "run %d of %d: preprocess %.0f ms, inference %.0f ms, postprocess %.0f ms, encode %.0f ms\n",
+				i, *repeat, tm["preprocess"], tm["inference"], tm["postprocess"], tm["encode"])
+		}
 	}
 	done = t.Stage("write")
 	if err := os.WriteFile(*out, res.SEG, 0o644); err != nil {

@@ -214,8 +214,12 @@ func TestSegment_FolderFromACD(t *testing.T) {
 	}
 	t.Logf("without --series: %v", err)
 
-	if _, stderr, err := runCmd(t, env, "segment", cd, "--model", manifest, "--series", coronal.Truth.SeriesInstanceUID, "-o", out); err != nil {
+	stdout, stderr, err := runCmd(t, env, "segment", cd, "--model", manifest, "--series", coronal.Truth.SeriesInstanceUID, "--repeat", "2", "-o", out)
+	if err != nil {
 		t.Fatalf("with --series: %v\n%s", err, stderr)
+	}
+	if !strings.Contains(stdout, "run 1 of 2: ") || !strings.Contains(stdout, "run 2 of 2: ") {
+		t.Errorf("--repeat 2 did not report two runs:\n%s", stdout)
 	}
 	mask, seg := segMask(t, out, coronal)
 	if seg.ReferencedSeries.UID != coronal.Truth.SeriesInstanceUID {

@@ -120,6 +120,8 @@ import "C"
 import (
 	"errors"
 	"unsafe"
+
+	"github.com/segbridge/segbridge/internal/volume"
 )
 
 // charLS is a loaded CharLS library.
@@ -164,9 +166,9 @@ func (c *charLS) decode(r *request, dst []byte) error {
 		return errors.New(C.GoString(&msg[0]))
 	}
 	if bits <= 8 {
-		pack(samples[:n], dst, r.bitsAllocated, r.bitsStored, r.highBit)
+		volume.PackSamples(samples[:n], dst, r.bitsAllocated, r.bitsStored, r.highBit)
 	} else {
-		pack(unsafe.Slice((*uint16)(unsafe.Pointer(&samples[0])), n), dst, r.bitsAllocated, r.bitsStored, r.highBit)
+		volume.PackSamples(unsafe.Slice((*uint16)(unsafe.Pointer(&samples[0])), n), dst, r.bitsAllocated, r.bitsStored, r.highBit)
 	}
 	return nil
 }

@@ -259,10 +259,11 @@ static size_t sb_fault_alloc(void) {
 import "C"
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"unsafe"
+
+	"github.com/segbridge/segbridge/internal/volume"
 )
 
 // openJPEG is a loaded OpenJPEG library.
@@ -301,34 +302,8 @@ func (o *openJPEG) decode(r *request, dst []byte) error {
 	defer C.sb_free(o.lib, &res)
 	n := r.rows * r.cols
 	vals := unsafe.Slice((*int32)(unsafe.Pointer(res.data)), n)
-	pack(vals, dst, r.bitsAllocated, r.bitsStored, r.highBit)
+	volume.PackSamples(vals, dst, r.bitsAllocated, r.bitsStored, r.highBit)
 	return nil
-}
-
-// pack writes decoded values as native little-endian samples: the low
-// bitsStored bits of each (two's complement for negative values), shifted
-// to highBit, in bitsAllocated bits. OpenJPEG hands over int32 values,
-// CharLS bytes or uint16s.
-func pack[T int32 | uint16 | uint8](vals []T, dst []byte, bitsAllocated, bitsStored, highBit int) {
-	mask := uint32(1)<<uint(bitsStored) - 1
-	if bitsStored >= 32 {
-		mask = ^uint32(0)
-	}
-	shift := uint(highBit + 1 - bitsStored)
-	switch bitsAllocated {
-	case 8:
-		for i, v := range vals {
-			dst[i] = byte((uint32(v) & mask) << shift)
-		}
-	case 16:
-		for i, v := range vals {
-			binary.LittleEndian.PutUint16(dst[2*i:], uint16((uint32(v)&mask)<<shift))
-		}
-	default:
-		for i, v := range vals {
-			binary.LittleEndian.PutUint32(dst[4*i:], (uint32(v)&mask)<<shift)
-		}
-	}
 }
 
 // fault makes the child misbehave as a broken decoder would; only children

@@ -130,23 +130,9 @@ func (p Parser) ParseInstance(ctx context.Context, data []byte) (inst *Instance,
 			inst, err = nil, fmt.Errorf("%w: malformed DICOM file: parser failed: %v", ErrInvalidSeries, r)
 		}
 	}()
-	scan, err := checkStructure(data)
-	if err == nil && scan.ts == tsDeflatedLE {
-		if data, err = inflatePart10(data, scan, p.maxBytes()); err == nil {
-			scan, err = checkStructure(data)
-		}
-	}
+	ds, scan, data, err := readDataset(data, p.maxBytes())
 	if err != nil {
-		if scan.ts != "" {
-			if _, _, tsErr := nativeTransferSyntax(scan.ts); tsErr != nil {
-				return nil, fmt.Errorf("%w: %w", ErrInvalidSeries, tsErr)
-			}
-		}
-		return nil, fmt.Errorf("%w: malformed DICOM file: %w", ErrInvalidSeries, err)
-	}
-	ds, err := parseDataset(data, scan)
-	if err != nil {
-		return nil, fmt.Errorf("%w: malformed DICOM file: %w", ErrInvalidSeries, err)
+		return nil, err
 	}
 	src := &pixelSource{ctx: ctx, p: p, scan: scan}
 	inst, err = newInstance(&ds, scan.ts, src)
@@ -185,6 +171,33 @@ func (in *Instance) hold(h *holder) {
 	for _, f := range in.Frames {
 		f.holder = h
 	}
+}
+
+// readDataset checks the structure of the Part-10 file data, inflates it
+// when deflated (to at most maxBytes), and parses its elements before the
+// pixels. It returns the dataset, the scan and the bytes the scan's slices
+// refer to: data, or its inflated copy. Every error wraps ErrInvalidSeries.
+// The caller recovers from the library's panics.
+func readDataset(data []byte, maxBytes int64) (dicom.Dataset, fileScan, []byte, error) {
+	scan, err := checkStructure(data)
+	if err == nil && scan.ts == tsDeflatedLE {
+		if data, err = inflatePart10(data, scan, maxBytes); err == nil {
+			scan, err = checkStructure(data)
+		}
+	}
+	if err != nil {
+		if scan.ts != "" {
+			if _, _, tsErr := nativeTransferSyntax(scan.ts); tsErr != nil {
+				return dicom.Dataset{}, scan, data, fmt.Errorf("%w: %w", ErrInvalidSeries, tsErr)
+			}
+		}
+		return dicom.Dataset{}, scan, data, fmt.Errorf("%w: malformed DICOM file: %w", ErrInvalidSeries, err)
+	}
+	ds, err := parseDataset(data, scan)
+	if err != nil {
+		return ds, scan, data, fmt.Errorf("%w: malformed DICOM file: %w", ErrInvalidSeries, err)
+	}
+	return ds, scan, data, nil
 }
 
 // parseDataset parses data with suyashkumar/dicom in the encoding of the

@@ -40,18 +40,9 @@ func ReadFileInfo(data []byte) (fi FileInfo, err error) {
 			fi, err = FileInfo{}, fmt.Errorf("%w: malformed DICOM file: parser failed: %v", ErrInvalidSeries, r)
 		}
 	}()
-	scan, err := checkStructure(data)
-	if err == nil && scan.ts == tsDeflatedLE {
-		if data, err = inflatePart10(data, scan, Parser{}.maxBytes()); err == nil {
-			scan, err = checkStructure(data)
-		}
-	}
+	ds, scan, _, err := readDataset(data, DefaultMaxBytes)
 	if err != nil {
-		return FileInfo{}, fmt.Errorf("%w: malformed DICOM file: %w", ErrInvalidSeries, err)
-	}
-	ds, err := parseDataset(data, scan)
-	if err != nil {
-		return FileInfo{}, fmt.Errorf("%w: malformed DICOM file: %w", ErrInvalidSeries, err)
+		return FileInfo{}, err
 	}
 	fi.SOPClassUID, _ = optionalString(&ds, tag.SOPClassUID)
 	if fi.SOPClassUID == "" {
